@@ -1,0 +1,82 @@
+# wabiz.cluster — the two commands a user needs are `make run` and `make test`.
+# Every target installs what it is missing first (scripts/bootstrap.sh) and is quick when
+# nothing is missing. Stage times of the last runs are in .build/stage-times.tsv.
+
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+VENV ?= $(CURDIR)/.venv
+export PATH := $(VENV)/bin:$(PATH)
+export ANSIBLE_COLLECTIONS_PATH := $(CURDIR)/.build/collections:$(VENV)/lib/python3.11/site-packages
+PY := $(VENV)/bin/python
+STAGE := scripts/stage.sh
+COLL := $(CURDIR)/.build/collections/ansible_collections/wabiz/cluster
+ANSIBLE_TEST := cd $(COLL) && ansible-test
+PYTEST := $(PY) -m pytest -p no:cacheprovider
+
+.PHONY: help run test deps images collection lint sanity units integration integration-standin \
+        integration-modules testbed-smoke \
+        dbservers dbservers-stop testbed-down clean lock
+
+help:
+	@echo "make run     - install what is missing, build the images, bring up the local cluster"
+	@echo "make test    - install what is missing and run every test stage (what CI runs)"
+	@echo "stages: lint sanity units integration testbed-smoke; also: images collection clean"
+
+deps:
+	@bash scripts/bootstrap.sh
+
+images: deps
+	@$(STAGE) images $(PY) scripts/images.py build
+
+run: deps images
+	@echo "run: the images are built; the local cluster deployment lands with the roles (issue 6)."
+
+# --- test stages, in the order CI runs them ---------------------------------------------------
+test: deps
+	@rm -f .build/stage-times.tsv
+	@$(MAKE) --no-print-directory lint sanity units images integration testbed-smoke
+	@echo; echo "stage times (s):"; column -t .build/stage-times.tsv
+
+lint: deps
+	@$(STAGE) ruff ruff check .
+	@$(STAGE) yamllint yamllint -s .
+	@$(STAGE) ansible-lint ansible-lint --offline -q
+
+collection: deps
+	@scripts/stage-collection.sh >/dev/null
+
+sanity: collection
+	@$(STAGE) sanity bash -c '$(ANSIBLE_TEST) sanity --venv --python 3.11 --color no'
+
+units: collection
+	@$(STAGE) units-ansible bash -c '$(ANSIBLE_TEST) units --venv --python 3.11 --color no'
+
+dbservers: deps
+	@$(PY) -m tests.support.dbservers start
+
+dbservers-stop:
+	@$(PY) -m tests.support.dbservers stop
+
+integration: dbservers
+	@$(MAKE) --no-print-directory integration-standin integration-modules
+
+# Stand-in cluster tests: processes on loopback against real MariaDB and PostgreSQL, then the
+# images under plain compose.
+integration-standin: dbservers
+	@$(STAGE) standin $(PYTEST) tests/standin -q
+
+# Module integration targets (ansible-test, four steps each) against real servers.
+integration-modules: collection dbservers
+	@$(STAGE) modules bash -c '$(ANSIBLE_TEST) integration --local --python 3.11 --color no'
+
+testbed-smoke: images
+	@$(STAGE) testbed-smoke $(PYTEST) tests/testbed -q
+
+testbed-down:
+	@$(PY) testbed/testbed.py down --all
+
+clean: dbservers-stop testbed-down
+	rm -rf .build
+
+lock:
+	$(PY) -m pip freeze --exclude-editable | sed '1i # Generated from requirements/dev.in with pip freeze (Python 3.11). Regenerate: make lock' >requirements/dev.txt
