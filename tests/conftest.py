@@ -48,6 +48,6 @@ def docker_client():
     client = docker.from_env()
     try:
         client.ping()
-    except Exception as exc:  # noqa: BLE001 - any failure here means "no engine"
+    except Exception as exc:  # any failure here means "no engine"
         pytest.fail(f"no Docker engine answers ({exc}); run 'make deps' to start one")
     return client
