@@ -67,6 +67,7 @@ integration-standin: dbservers
 
 # Module integration targets (ansible-test, four steps each) against real servers.
 integration-modules: collection dbservers
+	@$(PY) -m tests.integration.write_config $(COLL)/tests/integration/integration_config.yml
 	@$(STAGE) modules bash -c '$(ANSIBLE_TEST) integration --local --python 3.11 --color no'
 
 testbed-smoke: images
