@@ -1,0 +1,445 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) wabiz.cluster contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The one home of the stand-in cluster's database schema.
+
+Pure Python (no Ansible import, Python 3.8+), shared by the stand-in services
+(``standin/wabiz_standin``; the image copies this file to
+``/opt/whatsapp/lib/wabiz_standin/cluster_schema.py``) and by the collection's modules.
+
+Everything is keyed by engine, ``MYSQL`` or ``PGSQL`` (the values of ``WA_DB_ENGINE``).
+Statements use the ``%s`` parameter style that both PyMySQL and psycopg2 understand.
+Every time is stamped and compared with the database server's clock (``NOW(6)`` on MySQL,
+``clock_timestamp()`` on PostgreSQL); no statement takes a time from the caller.
+
+Public API (names other code may rely on):
+
+- ``MYSQL``, ``PGSQL``, ``ENGINES``, ``normalize_engine(value)``
+- ``DB_NAME_SUFFIX``, ``database_name(prefix)``, ``create_database_sql(engine, name)``,
+  ``database_exists_sql(engine)``
+- table names ``T_SCHEMA`` ``T_LEASE`` ``T_SHARDS`` ``T_NODES`` ``T_OBSERVATIONS``
+  ``T_SETTINGS`` ``T_MESSAGES`` ``T_USERS`` ``T_TOKENS`` ``T_STATS``, ``ALL_TABLES``
+- ``SCHEMA_VERSION`` (newest), ``SCHEMA_COMPAT``, ``schema_version_for(wa_version)``,
+  ``bootstrap_statements(engine)``, ``migration_statements(engine, from_version, to_version)``
+- ``MAX_SHARDS``, ``VALID_SHARD_COUNTS``, ``DEFAULT_SETTINGS``, ``shard_for(recipient, shards)``
+- ``statement(engine, name)`` and ``STATEMENT_NAMES``; the read-only ones for modules:
+  ``read_schema_version``, ``read_lease``, ``read_shard_map``, ``read_nodes``,
+  ``read_settings``, ``read_observations``.
+"""
+
+from __future__ import annotations
+
+import zlib
+
+MYSQL = "MYSQL"
+PGSQL = "PGSQL"
+ENGINES = (MYSQL, PGSQL)
+
+_ENGINE_ALIASES = {
+    "mysql": MYSQL, "mariadb": MYSQL,
+    "pgsql": PGSQL, "postgres": PGSQL, "postgresql": PGSQL,
+}
+
+DB_NAME_SUFFIX = "waent"
+
+T_SCHEMA = "wa_schema_info"
+T_LEASE = "wa_master_lease"
+T_SHARDS = "wa_shard_map"
+T_NODES = "wa_nodes"
+T_OBSERVATIONS = "wa_observations"
+T_SETTINGS = "wa_settings"
+T_MESSAGES = "wa_messages"
+T_USERS = "wa_users"
+T_TOKENS = "wa_tokens"
+T_STATS = "wa_stats"
+ALL_TABLES = (T_SCHEMA, T_LEASE, T_SHARDS, T_NODES, T_OBSERVATIONS, T_SETTINGS, T_MESSAGES,
+              T_USERS, T_TOKENS, T_STATS)
+
+# Schema versions. Version 2 (shipped with 2.53.2) only adds things, so code that knows
+# version 1 still works against it: SCHEMA_COMPAT[v] is the oldest code schema that can run
+# against a database at version v. A node whose code is older than SCHEMA_COMPAT[db] refuses
+# to start with one clear line; otherwise it runs (and logs that the DB is newer).
+SCHEMA_VERSION = 2
+SCHEMA_COMPAT = {1: 1, 2: 1}
+_SCHEMA_BY_WA_VERSION = (("2.53.2", 2), ("0", 1))
+
+MAX_SHARDS = 32
+VALID_SHARD_COUNTS = (1, 2, 4, 8, 16, 32)
+
+# Application settings (GET/PATCH /v1/settings/application), stored as JSON in T_SETTINGS
+# under the name "application". Seconds.
+DEFAULT_SETTINGS = {
+    "heartbeat_interval": 5,
+    "unhealthy_interval": 30,
+}
+SETTINGS_APPLICATION = "application"
+SETTINGS_SHARDS = "shards"
+
+
+def normalize_engine(value: str) -> str:
+    """Return MYSQL or PGSQL for any accepted spelling; raise ValueError otherwise."""
+    v = (value or "").strip()
+    if v.upper() in ENGINES:
+        return v.upper()
+    if v.lower() in _ENGINE_ALIASES:
+        return _ENGINE_ALIASES[v.lower()]
+    raise ValueError("unknown database engine %r (expected MYSQL or PGSQL)" % (value,))
+
+
+def database_name(prefix: str) -> str:
+    """The cluster database: ``${WA_DB_NAME_PREFIX}waent``."""
+    return "%s%s" % (prefix or "", DB_NAME_SUFFIX)
+
+
+def _check_identifier(name: str) -> str:
+    if not name or len(name) > 63 or not all(c.isalnum() or c == "_" for c in name):
+        raise ValueError("invalid database name %r (letters, digits, _ only)" % (name,))
+    return name
+
+
+def create_database_sql(engine: str, name: str) -> str:
+    engine = normalize_engine(engine)
+    _check_identifier(name)
+    if engine == MYSQL:
+        return "CREATE DATABASE IF NOT EXISTS `%s` CHARACTER SET utf8mb4" % name
+    return 'CREATE DATABASE "%s" ENCODING \'UTF8\'' % name
+
+
+def database_exists_sql(engine: str) -> str:
+    """One parameter: the database name; returns one row when it exists."""
+    if normalize_engine(engine) == MYSQL:
+        return "SELECT SCHEMA_NAME FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = %s"
+    return "SELECT datname FROM pg_database WHERE datname = %s"
+
+
+def schema_version_for(wa_version: str) -> int:
+    """The schema version a given stand-in version writes (2.53.1 -> 1, 2.53.2+ -> 2)."""
+    def key(v: str) -> tuple:
+        out = []
+        for part in v.lstrip("v").split("."):
+            try:
+                out.append(int(part))
+            except ValueError:
+                out.append(0)
+        return tuple(out)
+
+    for ver, schema in _SCHEMA_BY_WA_VERSION:
+        if key(wa_version) >= key(ver):
+            return schema
+    return 1
+
+
+def shard_for(recipient: str, shards: int) -> int:
+    """Stable routing: crc32(recipient) % shards (never Python's randomized hash())."""
+    return zlib.crc32(recipient.encode("utf-8")) % max(1, int(shards))
+
+
+# --- SQL dialect helpers ------------------------------------------------------------------
+
+def _now(engine: str) -> str:
+    return "NOW(6)" if engine == MYSQL else "clock_timestamp()"
+
+
+def _plus(engine: str, param: str = "%s") -> str:
+    """DB now + ``param`` seconds (float)."""
+    if engine == MYSQL:
+        return "DATE_ADD(NOW(6), INTERVAL ROUND(%s * 1000000) MICROSECOND)" % param
+    return "(clock_timestamp() + make_interval(secs => %s))" % param
+
+
+def _minus(engine: str, param: str = "%s") -> str:
+    if engine == MYSQL:
+        return "DATE_SUB(NOW(6), INTERVAL ROUND(%s * 1000000) MICROSECOND)" % param
+    return "(clock_timestamp() - make_interval(secs => %s))" % param
+
+
+def _age(engine: str, col: str) -> str:
+    """Seconds from ``col`` to the DB's now (NULL when col is NULL)."""
+    if engine == MYSQL:
+        return "(TIMESTAMPDIFF(MICROSECOND, %s, NOW(6)) / 1000000.0)" % col
+    return "EXTRACT(EPOCH FROM (clock_timestamp() - %s))" % col
+
+
+def _ts(engine: str) -> str:
+    return "DATETIME(6)" if engine == MYSQL else "TIMESTAMPTZ"
+
+
+def _share_lock(engine: str) -> str:
+    return "LOCK IN SHARE MODE" if engine == MYSQL else "FOR SHARE"
+
+
+# --- DDL -------------------------------------------------------------------------------------
+
+def bootstrap_statements(engine: str) -> list:
+    """Idempotent DDL that any master may run before the election: the schema-info table and
+    the lease row (the election needs them). Everything else is created by the primary
+    through ``migration_statements``."""
+    e = normalize_engine(engine)
+    ts = _ts(e)
+    stmts = [
+        "CREATE TABLE IF NOT EXISTS %s (id INT PRIMARY KEY, version INT NOT NULL, "
+        "compat INT NOT NULL, upgraded_by VARCHAR(255) NULL, upgraded_at %s NULL)" % (T_SCHEMA, ts),
+        "CREATE TABLE IF NOT EXISTS %s (id INT PRIMARY KEY, holder VARCHAR(255) NULL, "
+        "epoch BIGINT NOT NULL DEFAULT 0, acquired_at %s NULL, renewed_at %s NULL, "
+        "expires_at %s NULL)" % (T_LEASE, ts, ts, ts),
+    ]
+    if e == MYSQL:
+        stmts.append("INSERT IGNORE INTO %s (id, holder, epoch) VALUES (1, NULL, 0)" % T_LEASE)
+    else:
+        stmts.append("INSERT INTO %s (id, holder, epoch) VALUES (1, NULL, 0) "
+                     "ON CONFLICT (id) DO NOTHING" % T_LEASE)
+    return stmts
+
+
+def _v1(e: str) -> list:
+    ts = _ts(e)
+    text = "LONGTEXT" if e == MYSQL else "TEXT"
+    stmts = [
+        "CREATE TABLE IF NOT EXISTS %s (shard_id INT PRIMARY KEY, active SMALLINT NOT NULL DEFAULT 0, "
+        "owner VARCHAR(255) NULL, epoch BIGINT NOT NULL DEFAULT 0, master_epoch BIGINT NOT NULL DEFAULT 0, "
+        "updated_at %s NULL)" % (T_SHARDS, ts),
+        "CREATE TABLE IF NOT EXISTS %s (node_id VARCHAR(255) PRIMARY KEY, kind VARCHAR(16) NOT NULL, "
+        "host VARCHAR(255) NOT NULL, messaging_port INT NULL, contacts_port INT NULL, "
+        "control_port INT NULL, healthcheck_port INT NULL, version VARCHAR(32) NOT NULL, "
+        "instance VARCHAR(64) NOT NULL, role VARCHAR(32) NULL, gateway_status VARCHAR(32) NULL, "
+        "started_at %s NULL, last_heartbeat %s NULL)" % (T_NODES, ts, ts),
+        "CREATE TABLE IF NOT EXISTS %s (master_id VARCHAR(255) NOT NULL, node_id VARCHAR(255) NOT NULL, "
+        "last_ok %s NULL, last_attempt %s NULL, PRIMARY KEY (master_id, node_id))" % (T_OBSERVATIONS, ts, ts),
+        "CREATE TABLE IF NOT EXISTS %s (name VARCHAR(64) PRIMARY KEY, value %s NOT NULL, "
+        "revision BIGINT NOT NULL DEFAULT 0, updated_at %s NULL)" % (T_SETTINGS, text, ts),
+        "CREATE TABLE IF NOT EXISTS %s (id VARCHAR(64) PRIMARY KEY, shard_id INT NOT NULL, "
+        "recipient VARCHAR(64) NOT NULL, body %s NULL, status VARCHAR(16) NOT NULL, "
+        "owner VARCHAR(255) NOT NULL, epoch BIGINT NOT NULL, created_at %s NOT NULL)" % (T_MESSAGES, text, ts),
+        "CREATE INDEX IF NOT EXISTS wa_messages_shard_status ON %s (shard_id, status)" % T_MESSAGES,
+        "CREATE TABLE IF NOT EXISTS %s (username VARCHAR(64) PRIMARY KEY, password_hash VARCHAR(255) NOT NULL, "
+        "must_change SMALLINT NOT NULL DEFAULT 1)" % T_USERS,
+        "CREATE TABLE IF NOT EXISTS %s (token VARCHAR(128) PRIMARY KEY, username VARCHAR(64) NOT NULL, "
+        "expires_at %s NOT NULL)" % (T_TOKENS, ts),
+        "CREATE TABLE IF NOT EXISTS %s (name VARCHAR(64) PRIMARY KEY, value %s NOT NULL, "
+        "updated_at %s NULL)" % (T_STATS, text, ts),
+    ]
+    # All 32 shard rows exist from the start; the shard count only toggles "active", so a
+    # shard's epoch never goes back (a fencing token must only grow).
+    values = ", ".join("(%d, %d, 0)" % (i, 1 if i == 0 else 0) for i in range(MAX_SHARDS))
+    if e == MYSQL:
+        stmts.append("INSERT IGNORE INTO %s (shard_id, active, epoch) VALUES %s" % (T_SHARDS, values))
+    else:
+        stmts.append("INSERT INTO %s (shard_id, active, epoch) VALUES %s ON CONFLICT (shard_id) DO NOTHING"
+                     % (T_SHARDS, values))
+    return stmts
+
+
+def _v2(e: str) -> list:
+    ts = _ts(e)
+    return [
+        "ALTER TABLE %s ADD COLUMN IF NOT EXISTS delivered_at %s NULL" % (T_MESSAGES, ts),
+        "CREATE INDEX IF NOT EXISTS wa_messages_status_delivered ON %s (status, delivered_at)" % T_MESSAGES,
+    ]
+
+
+_MIGRATIONS = {1: _v1, 2: _v2}
+
+
+def migration_statements(engine: str, from_version: int, to_version: int) -> list:
+    """Statements that take the schema from ``from_version`` (0 = empty) to ``to_version``.
+    The caller runs them in order and then records the version (statement
+    ``write_schema_version``)."""
+    e = normalize_engine(engine)
+    if to_version > SCHEMA_VERSION:
+        raise ValueError("schema version %d is unknown (newest is %d)" % (to_version, SCHEMA_VERSION))
+    out = []
+    for v in range(from_version + 1, to_version + 1):
+        out.extend(_MIGRATIONS[v](e))
+    return out
+
+
+# --- statements ------------------------------------------------------------------------------
+
+def _statements(e: str) -> dict:
+    now = _now(e)
+    lease_live = "(holder = %%s AND epoch = %%s AND expires_at > %s)" % now
+    # Guard for primary-only writes: the caller's (holder, epoch) still holds a live lease.
+    guard = "EXISTS (SELECT 1 FROM %s l WHERE l.id = 1 AND l.holder = %%s AND l.epoch = %%s " \
+            "AND l.expires_at > %s)" % (T_LEASE, now)
+    s = {}
+    # -- schema
+    s["read_schema_version"] = "SELECT version, compat FROM %s WHERE id = 1" % T_SCHEMA
+    if e == MYSQL:
+        s["write_schema_version"] = (
+            "INSERT INTO %s (id, version, compat, upgraded_by, upgraded_at) VALUES (1, %%s, %%s, %%s, %s) "
+            "ON DUPLICATE KEY UPDATE version = VALUES(version), compat = VALUES(compat), "
+            "upgraded_by = VALUES(upgraded_by), upgraded_at = VALUES(upgraded_at)" % (T_SCHEMA, now))
+    else:
+        s["write_schema_version"] = (
+            "INSERT INTO %s (id, version, compat, upgraded_by, upgraded_at) VALUES (1, %%s, %%s, %%s, %s) "
+            "ON CONFLICT (id) DO UPDATE SET version = EXCLUDED.version, compat = EXCLUDED.compat, "
+            "upgraded_by = EXCLUDED.upgraded_by, upgraded_at = EXCLUDED.upgraded_at" % (T_SCHEMA, now))
+    # -- lease. Columns: holder, epoch, expired (0/1), seconds_left (DB clock), held_for.
+    s["read_lease"] = (
+        "SELECT holder, epoch, CASE WHEN expires_at IS NULL OR expires_at <= %s THEN 1 ELSE 0 END AS expired, "
+        "-%s AS seconds_left, %s AS held_for FROM %s WHERE id = 1"
+        % (now, _age(e, "expires_at"), _age(e, "acquired_at"), T_LEASE))
+    # Params: holder, ttl. Takes a free or lapsed lease and bumps the epoch (fencing token).
+    s["acquire_lease"] = (
+        "UPDATE %s SET holder = %%s, epoch = epoch + 1, acquired_at = %s, renewed_at = %s, expires_at = %s "
+        "WHERE id = 1 AND (holder IS NULL OR expires_at IS NULL OR expires_at <= %s)"
+        % (T_LEASE, now, now, _plus(e), now))
+    # Params: ttl, holder, epoch. Only a live lease is renewed; a lapsed one must be re-acquired.
+    s["renew_lease"] = (
+        "UPDATE %s SET renewed_at = %s, expires_at = %s WHERE id = 1 AND %s"
+        % (T_LEASE, now, _plus(e), lease_live))
+    # Params: holder, epoch. Clean hand-over on shutdown.
+    s["release_lease"] = (
+        "UPDATE %s SET holder = NULL, expires_at = NULL WHERE id = 1 AND holder = %%s AND epoch = %%s"
+        % T_LEASE)
+    # -- shard map. Columns: shard_id, active, owner, epoch, master_epoch, assigned_age
+    s["read_shard_map"] = (
+        "SELECT shard_id, active, owner, epoch, master_epoch, %s AS assigned_age FROM %s ORDER BY shard_id"
+        % (_age(e, "updated_at"), T_SHARDS))
+    # Shard map joined with the owners' registered addresses (what webapps route with).
+    s["read_routes"] = (
+        "SELECT s.shard_id, s.owner, s.epoch, n.host, n.messaging_port, n.control_port "
+        "FROM %s s LEFT JOIN %s n ON n.node_id = s.owner WHERE s.active = 1 ORDER BY s.shard_id"
+        % (T_SHARDS, T_NODES))
+    # Params: new_owner, master_epoch, shard_id, expected_shard_epoch, holder, lease_epoch.
+    # Promotion: one statement bumps the shard epoch and names the owner, only while the
+    # caller's lease is live and nobody changed the shard since it was read.
+    s["promote_shard"] = (
+        "UPDATE %s SET owner = %%s, epoch = epoch + 1, master_epoch = %%s, updated_at = %s "
+        "WHERE shard_id = %%s AND active = 1 AND epoch = %%s AND %s" % (T_SHARDS, now, guard))
+    # Params: master_epoch, shard_id, expected_shard_epoch, holder, lease_epoch.
+    s["unassign_shard"] = (
+        "UPDATE %s SET owner = NULL, epoch = epoch + 1, master_epoch = %%s, updated_at = %s "
+        "WHERE shard_id = %%s AND epoch = %%s AND %s" % (T_SHARDS, now, guard))
+    # Params: shards, shards, shards, master_epoch, holder, lease_epoch. Toggle active shards;
+    # shards that go inactive lose their owner with an epoch bump (fences the old owner).
+    s["set_shard_count"] = (
+        "UPDATE %s SET active = CASE WHEN shard_id < %%s THEN 1 ELSE 0 END, "
+        "epoch = CASE WHEN shard_id >= %%s AND owner IS NOT NULL THEN epoch + 1 ELSE epoch END, "
+        "owner = CASE WHEN shard_id < %%s THEN owner ELSE NULL END, master_epoch = %%s, updated_at = %s "
+        "WHERE %s" % (T_SHARDS, now, guard))
+    # Params: owner. What a coreapp reads to know what it owns.
+    s["read_owned_shards"] = (
+        "SELECT shard_id, epoch FROM %s WHERE owner = %%s AND active = 1 ORDER BY shard_id" % T_SHARDS)
+    # Params: shard_id. Inside a message transaction: lock the shard row against promotion.
+    s["lock_shard_for_write"] = (
+        "SELECT owner, epoch, active FROM %s WHERE shard_id = %%s %s" % (T_SHARDS, _share_lock(e)))
+    # -- nodes. Columns: node_id, kind, host, ports x4, version, instance, role, gateway_status,
+    # heartbeat_age (seconds, DB clock), uptime.
+    s["read_nodes"] = (
+        "SELECT node_id, kind, host, messaging_port, contacts_port, control_port, healthcheck_port, "
+        "version, instance, role, gateway_status, %s AS heartbeat_age, %s AS uptime FROM %s ORDER BY node_id"
+        % (_age(e, "last_heartbeat"), _age(e, "started_at"), T_NODES))
+    node_cols = ("node_id, kind, host, messaging_port, contacts_port, control_port, healthcheck_port, "
+                 "version, instance, role, gateway_status, started_at, last_heartbeat")
+    if e == MYSQL:
+        s["register_node"] = (
+            "INSERT INTO %s (%s) VALUES (%%s, %%s, %%s, %%s, %%s, %%s, %%s, %%s, %%s, %%s, %%s, %s, %s) "
+            "ON DUPLICATE KEY UPDATE kind = VALUES(kind), host = VALUES(host), "
+            "messaging_port = VALUES(messaging_port), contacts_port = VALUES(contacts_port), "
+            "control_port = VALUES(control_port), healthcheck_port = VALUES(healthcheck_port), "
+            "version = VALUES(version), instance = VALUES(instance), role = VALUES(role), "
+            "gateway_status = VALUES(gateway_status), started_at = VALUES(started_at), "
+            "last_heartbeat = VALUES(last_heartbeat)" % (T_NODES, node_cols, now, now))
+    else:
+        s["register_node"] = (
+            "INSERT INTO %s (%s) VALUES (%%s, %%s, %%s, %%s, %%s, %%s, %%s, %%s, %%s, %%s, %%s, %s, %s) "
+            "ON CONFLICT (node_id) DO UPDATE SET kind = EXCLUDED.kind, host = EXCLUDED.host, "
+            "messaging_port = EXCLUDED.messaging_port, contacts_port = EXCLUDED.contacts_port, "
+            "control_port = EXCLUDED.control_port, healthcheck_port = EXCLUDED.healthcheck_port, "
+            "version = EXCLUDED.version, instance = EXCLUDED.instance, role = EXCLUDED.role, "
+            "gateway_status = EXCLUDED.gateway_status, started_at = EXCLUDED.started_at, "
+            "last_heartbeat = EXCLUDED.last_heartbeat" % (T_NODES, node_cols, now, now))
+    # Params: role, gateway_status, node_id, instance.
+    s["node_heartbeat"] = (
+        "UPDATE %s SET role = %%s, gateway_status = %%s, last_heartbeat = %s WHERE node_id = %%s AND instance = %%s"
+        % (T_NODES, now))
+    s["deregister_node"] = "DELETE FROM %s WHERE node_id = %%s AND instance = %%s" % T_NODES
+    # -- observations (heartbeat mode). Params: master_id, node_id, ok (1/0).
+    ok_case = "CASE WHEN %%s = 1 THEN %s ELSE NULL END" % now
+    if e == MYSQL:
+        s["record_observation"] = (
+            "INSERT INTO %s (master_id, node_id, last_ok, last_attempt) VALUES (%%s, %%s, %s, %s) "
+            "ON DUPLICATE KEY UPDATE last_ok = COALESCE(VALUES(last_ok), last_ok), last_attempt = VALUES(last_attempt)"
+            % (T_OBSERVATIONS, ok_case, now))
+    else:
+        s["record_observation"] = (
+            "INSERT INTO %s AS o (master_id, node_id, last_ok, last_attempt) VALUES (%%s, %%s, %s, %s) "
+            "ON CONFLICT (master_id, node_id) DO UPDATE SET last_ok = COALESCE(EXCLUDED.last_ok, o.last_ok), "
+            "last_attempt = EXCLUDED.last_attempt" % (T_OBSERVATIONS, ok_case, now))
+    # Columns: master_id, node_id, ok_age, attempt_age (seconds, DB clock; NULL = never).
+    s["read_observations"] = (
+        "SELECT master_id, node_id, %s AS ok_age, %s AS attempt_age FROM %s ORDER BY node_id, master_id"
+        % (_age(e, "last_ok"), _age(e, "last_attempt"), T_OBSERVATIONS))
+    # -- settings. Columns: name, value (JSON text), revision.
+    s["read_settings"] = "SELECT name, value, revision FROM %s ORDER BY name" % T_SETTINGS
+    # Params: name, value, holder, lease_epoch (insert only by the live primary).
+    if e == MYSQL:
+        s["write_setting"] = (
+            "INSERT INTO %s (name, value, revision, updated_at) SELECT %%s, %%s, 1, %s FROM DUAL WHERE %s "
+            "ON DUPLICATE KEY UPDATE revision = revision + (value <> VALUES(value)), value = VALUES(value), "
+            "updated_at = VALUES(updated_at)" % (T_SETTINGS, now, guard))
+    else:
+        s["write_setting"] = (
+            "INSERT INTO %s AS t (name, value, revision, updated_at) SELECT %%s, %%s, 1, %s WHERE %s "
+            "ON CONFLICT (name) DO UPDATE SET revision = t.revision + CASE WHEN t.value <> EXCLUDED.value "
+            "THEN 1 ELSE 0 END, value = EXCLUDED.value, updated_at = EXCLUDED.updated_at" % (T_SETTINGS, now, guard))
+    # -- messages
+    # Params: id, shard_id, recipient, body, owner, epoch.
+    s["insert_message"] = (
+        "INSERT INTO %s (id, shard_id, recipient, body, status, owner, epoch, created_at) "
+        "VALUES (%%s, %%s, %%s, %%s, 'sent', %%s, %%s, %s)" % (T_MESSAGES, now))
+    s["read_message"] = (
+        "SELECT id, shard_id, recipient, status, owner, epoch, %s AS age FROM %s WHERE id = %%s"
+        % (_age(e, "created_at"), T_MESSAGES))
+    # Params: shard_id, min_age_seconds, owner, shard_epoch  (only while the shard is still ours).
+    mine = "EXISTS (SELECT 1 FROM %s s WHERE s.shard_id = %%s AND s.owner = %%s AND s.epoch = %%s)" % T_SHARDS
+    s["mark_delivered_v1"] = (
+        "UPDATE %s SET status = 'delivered' WHERE shard_id = %%s AND status = 'sent' AND created_at < %s AND %s"
+        % (T_MESSAGES, _minus(e), mine))
+    s["mark_delivered_v2"] = (
+        "UPDATE %s SET status = 'delivered', delivered_at = %s WHERE shard_id = %%s AND status = 'sent' "
+        "AND created_at < %s AND %s" % (T_MESSAGES, now, _minus(e), mine))
+    # Params: shard_id, batch. Garbage collection of delivered/read messages, one batch.
+    if e == MYSQL:
+        s["gc_batch"] = ("DELETE FROM %s WHERE shard_id = %%s AND status IN ('delivered', 'read') LIMIT %%s"
+                         % T_MESSAGES)
+    else:
+        s["gc_batch"] = (
+            "DELETE FROM %s WHERE id IN (SELECT id FROM %s WHERE shard_id = %%s AND status IN "
+            "('delivered', 'read') LIMIT %%s)" % (T_MESSAGES, T_MESSAGES))
+    s["count_messages"] = "SELECT status, COUNT(*) FROM %s GROUP BY status ORDER BY status" % T_MESSAGES
+    # -- users and tokens
+    s["read_user"] = "SELECT username, password_hash, must_change FROM %s WHERE username = %%s" % T_USERS
+    if e == MYSQL:
+        s["ensure_admin"] = "INSERT IGNORE INTO %s (username, password_hash, must_change) VALUES (%%s, %%s, 1)" % T_USERS
+    else:
+        s["ensure_admin"] = ("INSERT INTO %s (username, password_hash, must_change) VALUES (%%s, %%s, 1) "
+                             "ON CONFLICT (username) DO NOTHING" % T_USERS)
+    s["set_password"] = "UPDATE %s SET password_hash = %%s, must_change = 0 WHERE username = %%s" % T_USERS
+    # Params: token, username, ttl seconds. Columns of check: username, seconds_left.
+    s["insert_token"] = ("INSERT INTO %s (token, username, expires_at) VALUES (%%s, %%s, %s)"
+                         % (T_TOKENS, _plus(e)))
+    s["check_token"] = ("SELECT username, -%s AS seconds_left FROM %s WHERE token = %%s AND expires_at > %s"
+                        % (_age(e, "expires_at"), T_TOKENS, now))
+    s["purge_tokens"] = "DELETE FROM %s WHERE expires_at <= %s" % (T_TOKENS, now)
+    # -- stats (filled by the primary master)
+    if e == MYSQL:
+        s["write_stat"] = ("INSERT INTO %s (name, value, updated_at) VALUES (%%s, %%s, %s) ON DUPLICATE KEY "
+                           "UPDATE value = VALUES(value), updated_at = VALUES(updated_at)" % (T_STATS, now))
+    else:
+        s["write_stat"] = ("INSERT INTO %s (name, value, updated_at) VALUES (%%s, %%s, %s) ON CONFLICT (name) "
+                           "DO UPDATE SET value = EXCLUDED.value, updated_at = EXCLUDED.updated_at" % (T_STATS, now))
+    s["read_stats"] = "SELECT name, value, %s AS age FROM %s ORDER BY name" % (_age(e, "updated_at"), T_STATS)
+    s["db_now"] = "SELECT %s" % now
+    return s
+
+
+_STATEMENTS = {e: _statements(e) for e in ENGINES}
+STATEMENT_NAMES = tuple(sorted(_STATEMENTS[MYSQL]))
+
+
+def statement(engine: str, name: str) -> str:
+    """The SQL text of a named statement for an engine (see the comments in _statements for
+    each statement's parameters and columns)."""
+    return _STATEMENTS[normalize_engine(engine)][name]

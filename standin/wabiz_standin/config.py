@@ -1,0 +1,197 @@
+"""The environment contract of a stand-in node, validated once at start-up.
+
+A bad environment ends the process with exit code 2 and one line on stderr that starts with
+``wabiz-standin: invalid environment:``.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from dataclasses import dataclass, field
+
+from .schema import S
+
+MASTER = "master"
+COREAPP = "coreapp"
+WEBAPP = "webapp"
+
+DEFAULT_COREAPP_PORTS = (6250, 6251, 6252, 6253)  # messaging, contacts, control, healthcheck
+DEFAULT_WEBAPP_PORT = 443
+
+
+class ConfigError(Exception):
+    """One clear sentence about what is wrong with the environment."""
+
+
+def _port(name: str, value: str) -> int:
+    try:
+        p = int(value.strip())
+    except ValueError:
+        raise ConfigError(f"{name}: {value!r} is not a port number") from None
+    if not 1 <= p <= 65535:
+        raise ConfigError(f"{name}: {p} is not a port number (1-65535)")
+    return p
+
+
+def _ports(name: str, value: str, count: int) -> tuple[int, ...]:
+    parts = [p for p in value.replace(" ", "").split(",") if p]
+    if len(parts) != count:
+        raise ConfigError(f"{name}: expected {count} comma-separated ports, got {value!r}")
+    return tuple(_port(name, p) for p in parts)
+
+
+def _num(env: dict[str, str], name: str, default: float, minimum: float = 0.001) -> float:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        v = float(raw)
+    except ValueError:
+        raise ConfigError(f"{name}: {raw!r} is not a number") from None
+    if v < minimum:
+        raise ConfigError(f"{name}: {v} is below the minimum {minimum}")
+    return v
+
+
+def _required(env: dict[str, str], name: str) -> str:
+    v = env.get(name)
+    if v is None or v.strip() == "":
+        raise ConfigError(f"{name} is not set")
+    return v.strip()
+
+
+@dataclass
+class Config:
+    kind: str
+    node_id: str
+    version: str
+    engine: str
+    db_host: str
+    db_port: int
+    db_user: str
+    db_password: str
+    db_prefix: str
+    db_idle_timeout_ms: int | None
+    external_host: str
+    external_ports: tuple[int, ...]
+    listen_address: str
+    listen_ports: tuple[int, ...]
+    api_key: str | None
+    log_dir: str
+    media_dir: str
+    data_dir: str
+    db_heartbeat: float
+    db_dead_after: float
+    lease_ttl: float
+    renew_deadline: float
+    fence_seconds: float
+    db_timeout: float
+    route_refresh: float
+    token_ttl: float
+    delivery_delay: float
+    log_rotate_bytes: int
+    default_settings: dict[str, int] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def db_name(self) -> str:
+        return S.database_name(self.db_prefix)
+
+    @property
+    def schema_version(self) -> int:
+        return S.schema_version_for(self.version)
+
+
+def load(env: dict[str, str] | None = None) -> Config:
+    """Read and check the environment; raise ConfigError with one clear sentence."""
+    env = dict(os.environ if env is None else env)
+    warnings: list[str] = []
+    try:
+        engine = S.normalize_engine(_required(env, "WA_DB_ENGINE"))
+    except ValueError:
+        raise ConfigError(f"WA_DB_ENGINE: unknown engine {env.get('WA_DB_ENGINE')!r} (expected MYSQL or PGSQL)") \
+            from None
+    db_host = _required(env, "WA_DB_HOSTNAME")
+    db_port = _port("WA_DB_PORT", _required(env, "WA_DB_PORT"))
+    db_user = _required(env, "WA_DB_USERNAME")
+    if "WA_DB_PASSWORD" not in env:
+        raise ConfigError("WA_DB_PASSWORD is not set")
+    db_password = env["WA_DB_PASSWORD"]
+    db_prefix = env.get("WA_DB_NAME_PREFIX", "")
+    if db_prefix and not all(c.isalnum() or c == "_" for c in db_prefix):
+        raise ConfigError(f"WA_DB_NAME_PREFIX: {db_prefix!r} may hold only letters, digits and _")
+    idle_ms: int | None = None
+    raw_idle = env.get("WA_DB_CONNECTION_IDLE_TIMEOUT", "").strip()
+    if raw_idle:
+        if engine == S.PGSQL:
+            # Documented choice: PostgreSQL has no such setting; warn and ignore.
+            warnings.append("WA_DB_CONNECTION_IDLE_TIMEOUT is MySQL-only and is ignored with WA_DB_ENGINE=PGSQL")
+        else:
+            try:
+                idle_ms = int(raw_idle)
+            except ValueError:
+                raise ConfigError(f"WA_DB_CONNECTION_IDLE_TIMEOUT: {raw_idle!r} is not milliseconds") from None
+            if idle_ms < 1000:
+                raise ConfigError(f"WA_DB_CONNECTION_IDLE_TIMEOUT: {idle_ms} ms is below 1000 ms")
+    if env.get("WA_APP_MULTICONNECT", "").strip() != "1":
+        raise ConfigError("WA_APP_MULTICONNECT is not 1 (the stand-in runs only in HA/multiconnect mode)")
+
+    if env.get("WA_MASTER_NODE", "").strip() == "1":
+        kind = MASTER
+    elif env.get("WEBAPP_HOSTNAME", "").strip():
+        kind = WEBAPP
+    elif env.get("COREAPP_HOSTNAME", "").strip():
+        kind = COREAPP
+    else:
+        raise ConfigError("cannot tell the node kind: set WA_MASTER_NODE=1 (master), "
+                          "WEBAPP_HOSTNAME (webapp) or COREAPP_HOSTNAME (coreapp)")
+
+    if kind == WEBAPP:
+        external_host = _required(env, "WEBAPP_HOSTNAME")
+        external_ports = _ports("WEBAPP_EXTERNAL_PORTS", env.get("WEBAPP_EXTERNAL_PORTS", "9090"), 1)
+        listen_ports = _ports("WA_LISTEN_PORTS", env.get("WA_LISTEN_PORTS", str(DEFAULT_WEBAPP_PORT)), 1)
+    else:
+        external_host = _required(env, "COREAPP_HOSTNAME")
+        external_ports = _ports("COREAPP_EXTERNAL_PORTS", _required(env, "COREAPP_EXTERNAL_PORTS"), 4)
+        listen_ports = _ports("WA_LISTEN_PORTS", env.get("WA_LISTEN_PORTS", ",".join(map(str, DEFAULT_COREAPP_PORTS))),
+                              4)
+    node_id = env.get("WA_NODE_ID", "").strip() or f"{external_host}:{socket.gethostname()[:12]}"
+
+    db_heartbeat = _num(env, "WA_DB_HEARTBEAT_SECONDS", 60.0)
+    db_dead_after = _num(env, "WA_DB_DEAD_AFTER_SECONDS", 120.0)
+    if db_dead_after <= db_heartbeat:
+        raise ConfigError("WA_DB_DEAD_AFTER_SECONDS must be longer than WA_DB_HEARTBEAT_SECONDS")
+    lease_ttl = _num(env, "WA_LEASE_TTL_SECONDS", 30.0)
+    renew_deadline = _num(env, "WA_LEASE_RENEW_DEADLINE_SECONDS", round(lease_ttl * 2 / 3, 3))
+    if renew_deadline >= lease_ttl:
+        raise ConfigError("WA_LEASE_RENEW_DEADLINE_SECONDS must be shorter than WA_LEASE_TTL_SECONDS")
+    defaults = {
+        "heartbeat_interval": int(_num(env, "WA_DEFAULT_HEARTBEAT_INTERVAL", 5, 1)),
+        "unhealthy_interval": int(_num(env, "WA_DEFAULT_UNHEALTHY_INTERVAL", 30, 2)),
+    }
+    if defaults["unhealthy_interval"] <= defaults["heartbeat_interval"]:
+        raise ConfigError("WA_DEFAULT_UNHEALTHY_INTERVAL must be longer than WA_DEFAULT_HEARTBEAT_INTERVAL")
+    return Config(
+        kind=kind, node_id=node_id,
+        version=env.get("WA_VERSION", "").strip() or "2.53.2",
+        engine=engine, db_host=db_host, db_port=db_port, db_user=db_user, db_password=db_password,
+        db_prefix=db_prefix, db_idle_timeout_ms=idle_ms,
+        external_host=external_host, external_ports=external_ports,
+        listen_address=env.get("WA_LISTEN_ADDRESS", "").strip() or "0.0.0.0",
+        listen_ports=listen_ports,
+        api_key=env.get("WA_API_KEY") or None,
+        log_dir=env.get("WA_LOG_DIR", "/var/log/whatsapp"),
+        media_dir=env.get("WA_MEDIA_DIR", "/usr/local/wamedia"),
+        data_dir=env.get("WA_DATA_DIR", "/usr/local/waent/data"),
+        db_heartbeat=db_heartbeat, db_dead_after=db_dead_after,
+        lease_ttl=lease_ttl, renew_deadline=renew_deadline,
+        fence_seconds=_num(env, "WA_COREAPP_FENCE_SECONDS", 5.0),
+        db_timeout=_num(env, "WA_DB_TIMEOUT_SECONDS", 5.0),
+        route_refresh=min(1.0, _num(env, "WA_ROUTE_REFRESH_SECONDS", 1.0)),
+        token_ttl=_num(env, "WA_TOKEN_TTL_SECONDS", 7 * 86400.0),
+        delivery_delay=_num(env, "WA_DELIVERY_DELAY_SECONDS", 1.0, 0.0),
+        log_rotate_bytes=int(_num(env, "WA_LOG_ROTATE_BYTES", 15 * 1024 * 1024 if kind != WEBAPP else 0, 0)),
+        default_settings=defaults,
+        warnings=warnings,
+    )

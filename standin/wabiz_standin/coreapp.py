@@ -1,0 +1,213 @@
+"""The coreapp node: registers, heartbeats, answers the masters' pings, and persists the
+messages of the shard it owns.
+
+Ownership and fencing (see docs/standin.md):
+
+- every ``tick`` (``min(1 s, fence / 3)``) the coreapp reads which shard names it, noting the
+  monotonic time the read was *sent* (``confirmed_at``);
+- it accepts messages only while ``now - confirmed_at < fence`` (``WA_COREAPP_FENCE_SECONDS``):
+  a coreapp cut off from the database, or paused, stops accepting by itself;
+- a newly promoted coreapp starts accepting only ``fence`` seconds after it learned of the
+  promotion. The old owner's last confirmation was read before the promotion committed, so it
+  stopped accepting before the new owner starts;
+- and every message write is one transaction that locks the shard row and inserts only if the
+  row still names this coreapp at the epoch it believes in, so a paused-and-resumed old owner's
+  writes are refused by the database.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import Any
+
+from aiohttp import web
+
+from . import logs
+from .config import Config
+from .node import BaseNode
+from .storage import StorageError
+
+log = logging.getLogger("wabiz")
+
+GC_BATCH = 1000
+
+
+class Coreapp(BaseNode):
+    kind = "coreapp"
+
+    def __init__(self, cfg: Config) -> None:
+        super().__init__(cfg)
+        self.shard: tuple[int, int] | None = None  # (shard_id, shard epoch)
+        self.confirmed_at = 0.0
+        self.accept_after = 0.0
+        self.fenced_logged = False
+        self.last_db_heartbeat = 0.0
+        self.refresh_now = asyncio.Event()
+        self.refresh_lock = asyncio.Lock()
+        self.gc: dict[str, Any] = {"status": "idle", "deleted": 0}
+        self.gc_task: asyncio.Task | None = None
+        self.accepted = 0
+
+    @property
+    def tick(self) -> float:
+        return max(0.1, min(1.0, self.cfg.fence_seconds / 3))
+
+    def accepting(self) -> bool:
+        now = time.monotonic()
+        return self.shard is not None and now >= self.accept_after and now - self.confirmed_at < self.cfg.fence_seconds
+
+    @property
+    def gateway_status(self) -> str:
+        if self.shard is None:
+            return "disconnected"
+        return "connected" if self.accepting() else "connecting"
+
+    def ping_body(self) -> dict[str, Any]:
+        body = super().ping_body()
+        body["shard"] = self.shard[0] if self.shard else None
+        body["shard_epoch"] = self.shard[1] if self.shard else None
+        body["accepted"] = self.accepted
+        return body
+
+    # -- loop ------------------------------------------------------------------------------
+    async def main(self) -> None:
+        for w in self.cfg.warnings:
+            log.warning("%s", w)
+        await self.wait_for_schema()
+        messaging = web.Application(client_max_size=64 * 1024 * 1024)
+        messaging.router.add_post("/v1/messages", self.h_message)
+        messaging.router.add_get("/", self.h_health)
+        await self.start_coreapp_ports(messaging)
+        await self.check_duplicate()
+        await self.register()
+        await self.load_settings()
+        self.last_db_heartbeat = time.monotonic()
+        log.info("coreapp started: fence %.1fs, tick %.2fs, DB heartbeat %.1fs",
+                 self.cfg.fence_seconds, self.tick, self.cfg.db_heartbeat)
+        while not self.stopping.is_set():
+            await self.refresh_ownership()
+            if time.monotonic() - self.last_db_heartbeat >= self.cfg.db_heartbeat:
+                if await self.db_heartbeat():
+                    self.last_db_heartbeat = time.monotonic()
+                await self.load_settings()
+            if self.accepting() and self.shard:
+                try:
+                    await self.store.call(self.storage.mark_delivered, self.shard[0], self.cfg.delivery_delay,
+                                          self.cfg.node_id, self.shard[1], self.db_schema)
+                except StorageError:
+                    pass
+            if not self.accepting() and self.shard and self.confirmed_at and not self.fenced_logged \
+                    and time.monotonic() >= self.accept_after:
+                logs.state(log, "self_fence", shard=self.shard[0], shard_epoch=self.shard[1],
+                           reason="ownership_not_confirmed")
+                self.fenced_logged = True
+            self.refresh_now.clear()
+            try:
+                await asyncio.wait_for(self.refresh_now.wait(), timeout=self.tick)
+            except TimeoutError:
+                pass
+
+    async def refresh_ownership(self) -> None:
+        async with self.refresh_lock:
+            sent = time.monotonic()
+            try:
+                owned = await self.store.call(self.storage.owned_shards, self.cfg.node_id,
+                                              timeout=max(0.5, self.cfg.fence_seconds / 2))
+            except StorageError as exc:
+                log.warning("ownership check failed: %s", exc)
+                return
+            current = owned[0] if owned else None
+            if current != self.shard:
+                if self.shard is not None:
+                    logs.state(log, "demotion", shard=self.shard[0], shard_epoch=self.shard[1],
+                               reason="shard_reassigned" if current is None else "epoch_changed")
+                if current is not None:
+                    self.accept_after = time.monotonic() + self.cfg.fence_seconds
+                    logs.state(log, "promotion", role="primary_coreapp", shard=current[0], shard_epoch=current[1],
+                               accepting_in=f"{self.cfg.fence_seconds:.1f}s")
+                self.shard = current
+                self.fenced_logged = False
+                await self.db_heartbeat()
+            if current is not None:
+                self.confirmed_at = sent
+                self.fenced_logged = False
+
+    # -- messaging ---------------------------------------------------------------------------
+    def _refuse(self, status: int, why: str) -> web.Response:
+        return web.json_response({"error": why, "node_id": self.cfg.node_id}, status=status)
+
+    async def h_message(self, request: web.Request) -> web.Response:
+        body = await request.json()
+        shard = self.shard
+        if shard is None or body.get("shard") != shard[0]:
+            return self._refuse(409, "not the owner of this shard")
+        if not self.accepting():
+            if time.monotonic() < self.accept_after:
+                return self._refuse(503, "promoted; waiting for the old owner's fence time")
+            await self.refresh_ownership()  # e.g. resumed after a pause: re-check before accepting
+            shard = self.shard
+            if not self.accepting() or shard is None or body.get("shard") != shard[0]:
+                return self._refuse(409, "ownership not confirmed; refusing")
+        try:
+            result = await self.store.call(self.storage.insert_message, str(body["id"]), shard[0], str(body["to"]),
+                                           str(body.get("body", "")), self.cfg.node_id, shard[1])
+        except StorageError as exc:
+            return self._refuse(503, f"not persisted: {exc}")
+        if result == "fenced":
+            log.warning("write for shard %d refused by the database: epoch %d is no longer current",
+                        shard[0], shard[1])
+            self.refresh_now.set()
+            return self._refuse(409, "fenced: this coreapp no longer owns the shard at that epoch")
+        self.accepted += 1
+        return web.json_response({"id": body["id"], "result": result, "shard": shard[0], "shard_epoch": shard[1]},
+                                 status=201)
+
+    # -- control -----------------------------------------------------------------------------
+    def control_routes(self, app: web.Application) -> None:
+        super().control_routes(app)
+        app.router.add_post("/control/refresh", self.h_refresh)
+        app.router.add_put("/control/gc", self.h_gc_start)
+        app.router.add_get("/control/gc", self.h_gc_status)
+
+    async def h_refresh(self, request: web.Request) -> web.Response:
+        self.refresh_now.set()
+        return web.json_response({"ok": True})
+
+    async def h_gc_start(self, request: web.Request) -> web.Response:
+        if self.shard is None:
+            return web.json_response({"status": "skipped", "reason": "owns no shard"})
+        if self.gc_task is None or self.gc_task.done():
+            self.gc = {"status": "processing", "deleted": 0, "shard": self.shard[0]}
+            self.gc_task = asyncio.ensure_future(self.run_gc(self.shard[0]))
+            logs.state(log, "gc_start", shard=self.shard[0])
+        return web.json_response(self.gc)
+
+    async def h_gc_status(self, request: web.Request) -> web.Response:
+        return web.json_response(self.gc)
+
+    async def run_gc(self, shard_id: int) -> None:
+        """Delete delivered/read messages in small batches, yielding between batches so the
+        API keeps serving."""
+        try:
+            while not self.stopping.is_set():
+                n = await self.store.call(self.storage.gc_batch, shard_id, GC_BATCH, timeout=30)
+                self.gc["deleted"] += n
+                if n < GC_BATCH:
+                    break
+                await asyncio.sleep(0.02)
+            self.gc["status"] = "completed"
+        except StorageError as exc:
+            self.gc["status"] = "failed"
+            self.gc["error"] = str(exc)
+        logs.state(log, "gc_done", shard=shard_id, status=self.gc["status"], deleted=self.gc["deleted"])
+
+    async def shutdown(self) -> None:
+        if self.shard:
+            logs.state(log, "demotion", shard=self.shard[0], shard_epoch=self.shard[1], reason="shutdown")
+        self.shard = None
+        try:
+            await self.store.call(self.storage.deregister, self.cfg.node_id, self.instance, timeout=2)
+        except StorageError:
+            pass

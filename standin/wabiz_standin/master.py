@@ -1,0 +1,378 @@
+"""The master node: the whole HA decision loop in one place (like Patroni's ha.py).
+
+Every cycle (``min(heartbeat_interval, lease_ttl / 3)`` seconds):
+
+1. write this master's DB heartbeat and read the settings;
+2. lease: the primary renews (one UPDATE compared with the DB clock); a secondary tries to
+   take a free or lapsed lease (epoch + 1). A primary whose last successful renew was sent
+   more than ``renew_deadline`` ago demotes itself, before the lease (``lease_ttl``) can lapse;
+3. ping every coreapp's control port and record what was seen (heartbeat mode evidence);
+4. primary only: create/upgrade the schema once, replace dead or missing shard owners with
+   healthy coreapps (each promotion is one UPDATE guarded by the lease epoch), push changed
+   settings to the nodes, write statistics.
+
+Failure detection: with two or more live masters an owner is dead when no master got an
+answer from it for ``unhealthy_interval`` (heartbeat mode); with one master it is dead when its
+DB heartbeat is older than ``WA_DB_DEAD_AFTER_SECONDS`` (DB mode).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import os
+import time
+from typing import Any
+
+from aiohttp import web
+
+from . import logs
+from .config import Config
+from .node import BaseNode
+from .schema import S
+from .storage import Lease, Node, SchemaTooNew, Shard, StorageError
+
+log = logging.getLogger("wabiz")
+
+
+def hash_password(password: str, salt: str | None = None) -> str:
+    salt = salt or os.urandom(8).hex()
+    digest = hashlib.pbkdf2_hmac("sha256", password.encode(), salt.encode(), 20000).hex()
+    return f"pbkdf2_sha256$20000${salt}${digest}"
+
+
+class Master(BaseNode):
+    kind = "master"
+
+    def __init__(self, cfg: Config) -> None:
+        super().__init__(cfg)
+        self.is_primary = False
+        self.epoch = 0
+        self.last_renew_sent = 0.0  # monotonic time the last successful renew was sent
+        self.schema_ready = False
+        self.pushed_revision = -1
+        self.cycle_no = 0
+        self.no_candidate_logged: set[int] = set()
+
+    # -- role ------------------------------------------------------------------------------
+    @property
+    def role(self) -> str:
+        return "primary_master" if self.primary_now() else "secondary_master"
+
+    @property
+    def gateway_status(self) -> str:
+        return "connected" if self.primary_now() else "disconnected"
+
+    def primary_now(self) -> bool:
+        """Primary only while the renew deadline has not passed (checked at every use)."""
+        return self.is_primary and time.monotonic() - self.last_renew_sent < self.cfg.renew_deadline
+
+    def ping_body(self) -> dict[str, Any]:
+        body = super().ping_body()
+        body["epoch"] = self.epoch if self.primary_now() else None
+        return body
+
+    @property
+    def loop_interval(self) -> float:
+        return max(0.2, min(float(self.settings["heartbeat_interval"]), self.cfg.lease_ttl / 3))
+
+    # -- start-up --------------------------------------------------------------------------
+    async def main(self) -> None:
+        cfg = self.cfg
+        for w in cfg.warnings:
+            log.warning("%s", w)
+        await self.prepare_database()
+        await self.start_coreapp_ports()
+        await self.check_duplicate()
+        await self.register()
+        log.info("master started: lease ttl %.1fs, renew deadline %.1fs, DB heartbeat %.1fs, dead after %.1fs",
+                 cfg.lease_ttl, cfg.renew_deadline, cfg.db_heartbeat, cfg.db_dead_after)
+        while not self.stopping.is_set():
+            started = time.monotonic()
+            try:
+                await self.cycle()
+            except StorageError as exc:
+                log.warning("cycle: database error: %s", exc)
+            if self.is_primary and not self.primary_now():
+                self.demote("renew deadline passed")
+            await self._sleep(self.loop_interval - (time.monotonic() - started))
+
+    async def prepare_database(self) -> None:
+        last_log = 0.0
+        while not self.stopping.is_set():
+            try:
+                created = await self.store.call(self.storage.ensure_database)
+                if created:
+                    logs.state(log, "database_created", name=self.cfg.db_name)
+                await self.store.call(self.storage.bootstrap)
+                version, _ = await self.store.call(self.storage.check_compatible, self.cfg.schema_version)
+                self.db_schema = version
+                return
+            except SchemaTooNew as exc:
+                from .node import Fatal
+
+                raise Fatal(str(exc)) from None
+            except StorageError as exc:
+                if time.monotonic() - last_log > 10:
+                    log.warning("database not ready: %s", exc)
+                    last_log = time.monotonic()
+                await self._sleep(1.0)
+
+    # -- the loop --------------------------------------------------------------------------
+    async def cycle(self) -> None:
+        self.cycle_no += 1
+        await self.db_heartbeat()
+        if self.schema_ready or self.db_schema >= 1:
+            await self.load_settings()
+        await self.update_lease()
+        await self.ping_coreapps()
+        if self.primary_now():
+            await self.act_as_primary()
+
+    async def update_lease(self) -> None:
+        ttl = self.cfg.lease_ttl
+        sent = time.monotonic()
+        timeout = max(0.5, min(self.cfg.db_timeout, self.cfg.renew_deadline / 4))
+        if self.is_primary:
+            try:
+                ok = await self.store.call(self.storage.renew_lease, self.cfg.node_id, self.epoch, ttl,
+                                           timeout=timeout)
+            except StorageError as exc:
+                log.warning("lease renew failed: %s", exc)
+                return  # the renew deadline decides
+            if ok:
+                self.last_renew_sent = sent
+            else:
+                self.demote("lease lost")
+            return
+        try:
+            lease: Lease = await self.store.call(self.storage.read_lease, timeout=timeout)
+            if lease.holder and not lease.expired:
+                return
+            epoch = await self.store.call(self.storage.acquire_lease, self.cfg.node_id, ttl, timeout=timeout)
+        except StorageError as exc:
+            log.warning("lease acquire failed: %s", exc)
+            return
+        if epoch:
+            self.is_primary, self.epoch, self.last_renew_sent = True, epoch, sent
+            self.pushed_revision = -1
+            self.no_candidate_logged.clear()
+            logs.state(log, "election", result="won", role="primary_master", epoch=epoch,
+                       previous=lease.holder or "-")
+
+    def demote(self, reason: str) -> None:
+        if not self.is_primary:
+            return
+        self.is_primary = False
+        logs.state(log, "demotion", role="secondary_master", epoch=self.epoch, reason=reason.replace(" ", "_"))
+
+    async def ping_coreapps(self) -> None:
+        try:
+            nodes = await self.store.call(self.storage.nodes)
+        except StorageError:
+            return
+        hb = float(self.settings["heartbeat_interval"])
+        timeout = max(0.3, min(2.0, hb * 0.5))
+
+        async def one(n: Node) -> None:
+            body = await self.get_json(n.host, n.control_port or 0, "/ping", timeout=timeout)
+            ok = bool(body) and body.get("node_id") == n.node_id and body.get("instance") == n.instance
+            try:
+                await self.store.call(self.storage.record_observation, self.cfg.node_id, n.node_id, ok)
+            except StorageError:
+                pass
+
+        await asyncio.gather(*(one(n) for n in nodes if n.kind == "coreapp" and n.control_port))
+
+    # -- primary work ----------------------------------------------------------------------
+    async def act_as_primary(self) -> None:
+        if not self.schema_ready:
+            await self.upgrade_schema()
+            if not self.schema_ready:
+                return
+            await self.load_settings()
+        await self.manage_shards()
+        if self.primary_now():
+            await self.push_settings()
+        if self.cycle_no % 5 == 0 and self.primary_now():
+            await self.write_stats()
+
+    async def upgrade_schema(self) -> None:
+        try:
+            before, after = await self.store.call(self.storage.upgrade_schema, self.cfg.schema_version,
+                                                  self.cfg.node_id, timeout=60)
+        except SchemaTooNew as exc:
+            log.error("%s", exc)
+            return
+        if after != before:
+            logs.state(log, "schema_upgrade", from_version=before, to_version=after, epoch=self.epoch)
+        self.db_schema = max(before, after)
+        await self.store.call(self.storage.ensure_admin, hash_password("secret"))
+        current = await self.store.call(self.storage.settings)
+        if S.SETTINGS_APPLICATION not in current:
+            await self.store.call(self.storage.write_setting, S.SETTINGS_APPLICATION, self.cfg.default_settings,
+                                  self.cfg.node_id, self.epoch)
+        if S.SETTINGS_SHARDS not in current:
+            await self.store.call(self.storage.write_setting, S.SETTINGS_SHARDS, 1, self.cfg.node_id, self.epoch)
+        self.schema_ready = True
+
+    def node_health(self, nodes: list[Node], observations: list[tuple]) -> tuple[str, dict[str, dict[str, Any]]]:
+        """Mode ("heartbeat" | "db") and, per coreapp, whether it is alive and eligible."""
+        hb = float(self.settings["heartbeat_interval"])
+        unhealthy = float(self.settings["unhealthy_interval"])
+        master_fresh = max(3 * self.loop_interval, 2.0)
+        live_masters = {n.node_id for n in nodes if n.kind == "master" and n.heartbeat_age is not None
+                        and n.heartbeat_age < master_fresh}
+        live_masters.add(self.cfg.node_id)
+        mode = "heartbeat" if len(live_masters) >= 2 else "db"
+        best_ok: dict[str, float] = {}
+        for master_id, node_id, ok_age, _attempt in observations:
+            if master_id in live_masters and ok_age is not None:
+                best_ok[node_id] = min(best_ok.get(node_id, ok_age), ok_age)
+        out: dict[str, dict[str, Any]] = {}
+        for n in nodes:
+            if n.kind != "coreapp":
+                continue
+            db_age = n.heartbeat_age if n.heartbeat_age is not None else float("inf")
+            ok_age = best_ok.get(n.node_id, float("inf"))
+            if mode == "heartbeat":
+                silent = ok_age > unhealthy
+            else:
+                silent = db_age > self.cfg.db_dead_after
+            eligible = db_age < self.cfg.db_dead_after and ok_age <= 2 * hb + 1
+            out[n.node_id] = {"silent": silent, "eligible": eligible, "ok_age": ok_age, "db_age": db_age}
+        return mode, out
+
+    async def manage_shards(self) -> None:
+        nodes, shards, observations = await asyncio.gather(
+            self.store.call(self.storage.nodes), self.store.call(self.storage.shard_map),
+            self.store.call(self.storage.observations))
+        mode, health = self.node_health(nodes, observations)
+        unhealthy = float(self.settings["unhealthy_interval"])
+        grace = unhealthy if mode == "heartbeat" else self.cfg.db_dead_after
+        active: list[Shard] = [s for s in shards if s.active]
+        owners = {s.owner for s in active if s.owner}
+        free = sorted(nid for nid, h in health.items() if h["eligible"] and nid not in owners)
+        for s in active:
+            reason = None
+            if s.owner is None:
+                reason = "ownerless"
+            elif s.owner not in health:
+                reason = "owner_gone"
+            elif health[s.owner]["silent"] and (s.assigned_age is None or s.assigned_age > grace):
+                h = health[s.owner]
+                age = h["ok_age"] if mode == "heartbeat" else h["db_age"]
+                reason = f"owner_silent_{age:.1f}s_{mode}_mode"
+            if reason is None:
+                continue
+            if not free:
+                if s.shard_id not in self.no_candidate_logged:
+                    log.warning("shard %d needs an owner (%s) but no healthy coreapp is free", s.shard_id, reason)
+                    self.no_candidate_logged.add(s.shard_id)
+                continue
+            if not self.primary_now():
+                return
+            candidate = free.pop(0)
+            ok = await self.store.call(self.storage.promote, s.shard_id, s.epoch, candidate, self.cfg.node_id,
+                                       self.epoch)
+            if not ok:
+                log.warning("promotion of %s for shard %d refused (lease or shard changed)", candidate, s.shard_id)
+                continue
+            self.no_candidate_logged.discard(s.shard_id)
+            event = "shard_move" if s.owner else "promotion"
+            logs.state(log, event, shard=s.shard_id, owner=candidate, previous=s.owner or "-",
+                       shard_epoch=s.epoch + 1, master_epoch=self.epoch, reason=reason, mode=mode)
+            node = next((n for n in nodes if n.node_id == candidate), None)
+            if node and node.control_port:
+                asyncio.ensure_future(self.request_json("POST", node.host, node.control_port, "/control/refresh",
+                                                        {}, timeout=1.0))
+
+    async def push_settings(self) -> None:
+        if self.settings_revision == self.pushed_revision or self.settings_revision < 0:
+            return
+        try:
+            nodes = await self.store.call(self.storage.nodes)
+        except StorageError:
+            return
+        body = {"settings": self.settings, "revision": self.settings_revision}
+        targets = [n for n in nodes if n.control_port and n.node_id != self.cfg.node_id and n.kind != "webapp"]
+        results = await asyncio.gather(*(self.request_json("POST", n.host, n.control_port or 0,
+                                                           "/control/settings-push", body, timeout=1.0)
+                                         for n in targets))
+        reached = sum(1 for r in results if r)
+        self.pushed_revision = self.settings_revision
+        logs.state(log, "settings_push", revision=self.settings_revision, nodes=f"{reached}/{len(targets)}")
+
+    async def write_stats(self) -> None:
+        try:
+            counts = await self.store.call(self.storage.count_messages)
+            nodes = await self.store.call(self.storage.nodes)
+            shards = await self.store.call(self.storage.shard_map)
+            await self.store.call(self.storage.write_stat, "app", {
+                "messages": counts, "messages_total": sum(counts.values()),
+                "nodes": {k: sum(1 for n in nodes if n.kind == k) for k in ("master", "coreapp", "webapp")},
+                "shards": sum(1 for s in shards if s.active), "primary_master": self.cfg.node_id,
+                "master_epoch": self.epoch})
+            await self.store.call(self.storage.write_stat, "db", {
+                "engine": self.cfg.engine, "database": self.cfg.db_name, "schema_version": self.db_schema,
+                "messages_total": sum(counts.values())})
+        except StorageError as exc:
+            log.warning("stats: %s", exc)
+
+    # -- control API (the webapp forwards admin changes to the primary) -----------------------
+    def control_routes(self, app: web.Application) -> None:
+        super().control_routes(app)
+        app.router.add_post("/control/settings", self.h_settings)
+        app.router.add_post("/control/shards", self.h_shards)
+
+    def _not_primary(self) -> web.Response:
+        return web.json_response({"error": "not the primary master"}, status=421)
+
+    async def h_settings(self, request: web.Request) -> web.Response:
+        if not self.primary_now():
+            return self._not_primary()
+        patch = await request.json()
+        new = dict(self.settings)
+        new.update(patch)
+        hb, unhealthy = new.get("heartbeat_interval"), new.get("unhealthy_interval")
+        if not isinstance(hb, int) or not isinstance(unhealthy, int) or hb < 1 or unhealthy <= hb:
+            return web.json_response({"error": "heartbeat_interval and unhealthy_interval must be integers, "
+                                               "1 <= heartbeat_interval < unhealthy_interval"}, status=400)
+        ok = await self.store.call(self.storage.write_setting, S.SETTINGS_APPLICATION, new, self.cfg.node_id,
+                                   self.epoch)
+        if not ok:
+            return self._not_primary()
+        changes = ",".join(f"{k}:{v}" for k, v in sorted(patch.items()))
+        logs.state(log, "settings_change", changes=changes, master_epoch=self.epoch)
+        await self.load_settings()
+        await self.push_settings()
+        return web.json_response({"settings": self.settings, "revision": self.settings_revision})
+
+    async def h_shards(self, request: web.Request) -> web.Response:
+        if not self.primary_now():
+            return self._not_primary()
+        body = await request.json()
+        shards = body.get("shards")
+        if shards not in S.VALID_SHARD_COUNTS:
+            return web.json_response({"error": f"shards must be one of {list(S.VALID_SHARD_COUNTS)}"}, status=400)
+        before = sum(1 for s in await self.store.call(self.storage.shard_map) if s.active)
+        ok = await self.store.call(self.storage.set_shard_count, shards, self.cfg.node_id, self.epoch)
+        if not ok:
+            return self._not_primary()
+        logs.state(log, "shard_count", from_shards=before, to_shards=shards, master_epoch=self.epoch)
+        await self.manage_shards()
+        return web.json_response({"account": {"shards": shards}})
+
+    async def shutdown(self) -> None:
+        if self.is_primary:
+            try:
+                await self.store.call(self.storage.release_lease, self.cfg.node_id, self.epoch, timeout=2)
+                logs.state(log, "demotion", role="secondary_master", epoch=self.epoch, reason="shutdown")
+            except StorageError:
+                pass
+            self.is_primary = False
+        try:
+            await self.store.call(self.storage.deregister, self.cfg.node_id, self.instance, timeout=2)
+        except StorageError:
+            pass

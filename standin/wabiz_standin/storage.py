@@ -1,0 +1,456 @@
+"""The one storage interface of the stand-in, with a MySQL (PyMySQL) and a PostgreSQL
+(psycopg2) implementation.
+
+All SQL comes from ``cluster_schema`` (``S.statement(engine, name)``); an implementation only
+knows how to connect, how to spell a few engine-specific things and how to recognise a
+duplicate key. Calls are synchronous and autocommit (a message write is one short explicit
+transaction); the async nodes run them in a thread pool with a timeout (``AsyncStore``).
+Each thread keeps its own connection and drops it on any error.
+"""
+
+from __future__ import annotations
+
+import abc
+import asyncio
+import functools
+import json
+import threading
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+from .schema import S
+
+
+class StorageError(Exception):
+    """The database could not be reached or refused a statement."""
+
+
+class SchemaTooNew(StorageError):
+    """The database schema is newer than this code can run against."""
+
+
+@dataclass
+class Lease:
+    holder: str | None
+    epoch: int
+    expired: bool
+    seconds_left: float | None
+
+
+@dataclass
+class Shard:
+    shard_id: int
+    active: bool
+    owner: str | None
+    epoch: int
+    assigned_age: float | None
+
+
+@dataclass
+class Node:
+    node_id: str
+    kind: str
+    host: str
+    ports: tuple[int | None, int | None, int | None, int | None]
+    version: str
+    instance: str
+    role: str | None
+    gateway_status: str | None
+    heartbeat_age: float | None
+
+    @property
+    def control_port(self) -> int | None:
+        return self.ports[2]
+
+    @property
+    def messaging_port(self) -> int | None:
+        return self.ports[0]
+
+
+class Storage(abc.ABC):
+    """What every node needs from the database. Subclasses: MySQLStorage, PgStorage."""
+
+    engine: str = ""
+
+    def __init__(self, host: str, port: int, user: str, password: str, database: str,
+                 timeout: float = 5.0, idle_timeout_ms: int | None = None) -> None:
+        self.host, self.port, self.user, self.password = host, port, user, password
+        self.database = database
+        self.timeout = timeout
+        self.idle_timeout = idle_timeout_ms / 1000.0 if idle_timeout_ms else None
+        self._local = threading.local()
+
+    # -- engine specifics ----------------------------------------------------------------
+    @abc.abstractmethod
+    def _connect(self, database: str | None) -> Any:
+        """A new autocommit connection (to ``database``, or the server's default one)."""
+
+    @abc.abstractmethod
+    def _is_duplicate(self, exc: Exception) -> bool:
+        """Whether ``exc`` is a duplicate-key error."""
+
+    @abc.abstractmethod
+    def _driver_errors(self) -> tuple[type[BaseException], ...]:
+        """The driver's exception classes."""
+
+    # -- connection handling -------------------------------------------------------------
+    def q(self, name: str) -> str:
+        return S.statement(self.engine, name)
+
+    def _conn(self) -> Any:
+        conn = getattr(self._local, "conn", None)
+        last = getattr(self._local, "last_used", 0.0)
+        if conn is not None and self.idle_timeout and time.monotonic() - last > self.idle_timeout * 0.9:
+            # The server closes connections idle longer than WA_DB_CONNECTION_IDLE_TIMEOUT:
+            # do not use one that may already be gone.
+            self._drop()
+            conn = None
+        if conn is None:
+            conn = self._connect(self.database)
+            self._local.conn = conn
+        self._local.last_used = time.monotonic()
+        return conn
+
+    def _drop(self) -> None:
+        conn = getattr(self._local, "conn", None)
+        self._local.conn = None
+        if conn is not None:
+            try:
+                conn.close()
+            except Exception:
+                pass
+
+    @contextmanager
+    def cursor(self) -> Iterator[Any]:
+        try:
+            cur = self._conn().cursor()
+            try:
+                yield cur
+            finally:
+                cur.close()
+        except self._driver_errors() as exc:
+            self._drop()
+            if isinstance(exc, StorageError):
+                raise
+            raise StorageError(f"{type(exc).__name__}: {exc}".strip()) from exc
+
+    def execute(self, name: str, params: tuple = ()) -> int:
+        with self.cursor() as cur:
+            cur.execute(self.q(name), params)
+            return cur.rowcount
+
+    def fetchall(self, name: str, params: tuple = ()) -> list[tuple]:
+        with self.cursor() as cur:
+            cur.execute(self.q(name), params)
+            return list(cur.fetchall())
+
+    def close(self) -> None:
+        self._drop()
+
+    # -- database and schema -------------------------------------------------------------
+    def ensure_database(self) -> bool:
+        """Create ``${prefix}waent`` when missing; return whether it was created."""
+        conn = self._connect(None)
+        try:
+            cur = conn.cursor()
+            cur.execute(S.database_exists_sql(self.engine), (self.database,))
+            if cur.fetchone():
+                return False
+            try:
+                cur.execute(S.create_database_sql(self.engine, self.database))
+            except self._driver_errors() as exc:
+                # Two nodes raced to create it: fine if it exists now.
+                cur.execute(S.database_exists_sql(self.engine), (self.database,))
+                if not cur.fetchone():
+                    raise StorageError(f"cannot create database {self.database}: {exc}") from exc
+                return False
+            return True
+        finally:
+            conn.close()
+
+    def bootstrap(self) -> None:
+        """Tables the election needs (idempotent; any master may run it)."""
+        with self.cursor() as cur:
+            for stmt in S.bootstrap_statements(self.engine):
+                cur.execute(stmt)
+
+    def schema_version(self) -> tuple[int, int]:
+        """(version, compat) of the database; (0, 0) when the schema is not created yet."""
+        try:
+            rows = self.fetchall("read_schema_version")
+        except StorageError:
+            return (0, 0)
+        return (int(rows[0][0]), int(rows[0][1])) if rows else (0, 0)
+
+    def check_compatible(self, code_version: int) -> tuple[int, int]:
+        version, compat = self.schema_version()
+        if version > code_version and compat > code_version:
+            raise SchemaTooNew(f"database schema version {version} needs code schema >= {compat}; "
+                               f"this node knows only {code_version}: upgrade the node")
+        return version, compat
+
+    def upgrade_schema(self, to_version: int, by: str) -> tuple[int, int]:
+        """Create or upgrade the schema (primary master only). Returns (from, to)."""
+        current, _ = self.check_compatible(to_version)
+        if current >= to_version:
+            return current, current
+        with self.cursor() as cur:
+            for stmt in S.migration_statements(self.engine, current, to_version):
+                cur.execute(stmt)
+            cur.execute(self.q("write_schema_version"), (to_version, S.SCHEMA_COMPAT[to_version], by))
+        return current, to_version
+
+    # -- lease ---------------------------------------------------------------------------
+    def read_lease(self) -> Lease:
+        rows = self.fetchall("read_lease")
+        if not rows:
+            return Lease(None, 0, True, None)
+        holder, epoch, expired, left = rows[0]
+        return Lease(holder, int(epoch), bool(int(expired)), float(left) if left is not None else None)
+
+    def acquire_lease(self, holder: str, ttl: float) -> int | None:
+        """Take a free or lapsed lease; return the new epoch, or None."""
+        if self.execute("acquire_lease", (holder, ttl)) != 1:
+            return None
+        lease = self.read_lease()
+        return lease.epoch if lease.holder == holder else None
+
+    def renew_lease(self, holder: str, epoch: int, ttl: float) -> bool:
+        return self.execute("renew_lease", (ttl, holder, epoch)) == 1
+
+    def release_lease(self, holder: str, epoch: int) -> bool:
+        return self.execute("release_lease", (holder, epoch)) == 1
+
+    # -- shard map -----------------------------------------------------------------------
+    def shard_map(self) -> list[Shard]:
+        return [Shard(int(r[0]), bool(int(r[1])), r[2], int(r[3]), None if r[5] is None else float(r[5]))
+                for r in self.fetchall("read_shard_map")]
+
+    def routes(self) -> list[tuple]:
+        """(shard_id, owner, epoch, host, messaging_port, control_port) for active shards."""
+        return self.fetchall("read_routes")
+
+    def promote(self, shard_id: int, expected_epoch: int, owner: str, holder: str, lease_epoch: int) -> bool:
+        return self.execute("promote_shard", (owner, lease_epoch, shard_id, expected_epoch, holder, lease_epoch)) == 1
+
+    def unassign(self, shard_id: int, expected_epoch: int, holder: str, lease_epoch: int) -> bool:
+        return self.execute("unassign_shard", (lease_epoch, shard_id, expected_epoch, holder, lease_epoch)) == 1
+
+    def set_shard_count(self, shards: int, holder: str, lease_epoch: int) -> bool:
+        with self.cursor() as cur:
+            cur.execute("BEGIN")
+            try:
+                cur.execute(self.q("set_shard_count"), (shards, shards, shards, lease_epoch, holder, lease_epoch))
+                if cur.rowcount < 1:
+                    cur.execute("ROLLBACK")
+                    return False
+                cur.execute(self.q("write_setting"), (S.SETTINGS_SHARDS, json.dumps(shards), holder, lease_epoch))
+                cur.execute("COMMIT")
+                return True
+            except BaseException:
+                cur.execute("ROLLBACK")
+                raise
+
+    def owned_shards(self, owner: str) -> list[tuple[int, int]]:
+        return [(int(a), int(b)) for a, b in self.fetchall("read_owned_shards", (owner,))]
+
+    # -- nodes ---------------------------------------------------------------------------
+    def register_node(self, node_id: str, kind: str, host: str, ports: tuple[int, ...], version: str,
+                      instance: str, role: str, gateway_status: str) -> None:
+        p = list(ports) + [None] * (4 - len(ports))
+        self.execute("register_node", (node_id, kind, host, p[0], p[1], p[2], p[3], version, instance, role,
+                                       gateway_status))
+
+    def heartbeat(self, node_id: str, instance: str, role: str, gateway_status: str) -> bool:
+        return self.execute("node_heartbeat", (role, gateway_status, node_id, instance)) == 1
+
+    def deregister(self, node_id: str, instance: str) -> None:
+        self.execute("deregister_node", (node_id, instance))
+
+    def nodes(self) -> list[Node]:
+        return [Node(r[0], r[1], r[2], (r[3], r[4], r[5], r[6]), r[7], r[8], r[9], r[10],
+                     None if r[11] is None else float(r[11])) for r in self.fetchall("read_nodes")]
+
+    # -- observations --------------------------------------------------------------------
+    def record_observation(self, master_id: str, node_id: str, ok: bool) -> None:
+        self.execute("record_observation", (master_id, node_id, 1 if ok else 0))
+
+    def observations(self) -> list[tuple[str, str, float | None, float | None]]:
+        return [(r[0], r[1], None if r[2] is None else float(r[2]), None if r[3] is None else float(r[3]))
+                for r in self.fetchall("read_observations")]
+
+    # -- settings ------------------------------------------------------------------------
+    def settings(self) -> dict[str, tuple[Any, int]]:
+        return {name: (json.loads(value), int(rev)) for name, value, rev in self.fetchall("read_settings")}
+
+    def write_setting(self, name: str, value: Any, holder: str, lease_epoch: int) -> bool:
+        return self.execute("write_setting", (name, json.dumps(value, sort_keys=True), holder, lease_epoch)) > 0
+
+    # -- messages ------------------------------------------------------------------------
+    def insert_message(self, msg_id: str, shard_id: int, recipient: str, body: str, owner: str,
+                       epoch: int) -> str:
+        """Persist one message, fenced: one transaction that locks the shard row against a
+        concurrent promotion and inserts only if the row still names ``owner`` at ``epoch``.
+        Returns "stored", "duplicate" (the id was stored before) or "fenced"."""
+        with self.cursor() as cur:
+            cur.execute("BEGIN")
+            try:
+                cur.execute(self.q("lock_shard_for_write"), (shard_id,))
+                row = cur.fetchone()
+                if not row or row[0] != owner or int(row[1]) != epoch or not int(row[2]):
+                    cur.execute("ROLLBACK")
+                    return "fenced"
+                try:
+                    cur.execute(self.q("insert_message"), (msg_id, shard_id, recipient, body, owner, epoch))
+                except self._driver_errors() as exc:
+                    if self._is_duplicate(exc):
+                        cur.execute("ROLLBACK")
+                        return "duplicate"
+                    raise
+                cur.execute("COMMIT")
+                return "stored"
+            except BaseException:
+                try:
+                    cur.execute("ROLLBACK")
+                except Exception:
+                    pass
+                raise
+
+    def read_message(self, msg_id: str) -> dict[str, Any] | None:
+        rows = self.fetchall("read_message", (msg_id,))
+        if not rows:
+            return None
+        r = rows[0]
+        return {"id": r[0], "shard": int(r[1]), "to": r[2], "status": r[3], "owner": r[4], "epoch": int(r[5])}
+
+    def message_ids(self, ids: list[str]) -> set[str]:
+        found: set[str] = set()
+        for i in range(0, len(ids), 500):
+            chunk = ids[i:i + 500]
+            with self.cursor() as cur:
+                cur.execute(f"SELECT id FROM {S.T_MESSAGES} WHERE id IN ({', '.join(['%s'] * len(chunk))})",
+                            tuple(chunk))
+                found.update(r[0] for r in cur.fetchall())
+        return found
+
+    def mark_delivered(self, shard_id: int, min_age: float, owner: str, epoch: int, db_schema: int) -> int:
+        name = "mark_delivered_v2" if db_schema >= 2 else "mark_delivered_v1"
+        return self.execute(name, (shard_id, min_age, shard_id, owner, epoch))
+
+    def gc_batch(self, shard_id: int, batch: int) -> int:
+        return self.execute("gc_batch", (shard_id, batch))
+
+    def count_messages(self) -> dict[str, int]:
+        return {r[0]: int(r[1]) for r in self.fetchall("count_messages")}
+
+    # -- users and tokens ----------------------------------------------------------------
+    def ensure_admin(self, password_hash: str) -> None:
+        self.execute("ensure_admin", ("admin", password_hash))
+
+    def read_user(self, username: str) -> tuple[str, str, bool] | None:
+        rows = self.fetchall("read_user", (username,))
+        return (rows[0][0], rows[0][1], bool(int(rows[0][2]))) if rows else None
+
+    def set_password(self, username: str, password_hash: str) -> None:
+        self.execute("set_password", (password_hash, username))
+
+    def insert_token(self, token: str, username: str, ttl: float) -> None:
+        self.execute("insert_token", (token, username, ttl))
+
+    def check_token(self, token: str) -> tuple[str, float] | None:
+        rows = self.fetchall("check_token", (token,))
+        return (rows[0][0], float(rows[0][1])) if rows else None
+
+    # -- stats ---------------------------------------------------------------------------
+    def write_stat(self, name: str, value: Any) -> None:
+        self.execute("write_stat", (name, json.dumps(value, sort_keys=True)))
+
+    def stats(self) -> dict[str, tuple[Any, float]]:
+        return {n: (json.loads(v), float(a or 0)) for n, v, a in self.fetchall("read_stats")}
+
+    def db_now(self) -> Any:
+        return self.fetchall("db_now")[0][0]
+
+
+class MySQLStorage(Storage):
+    engine = S.MYSQL
+
+    def _connect(self, database: str | None) -> Any:
+        import pymysql
+
+        try:
+            return pymysql.connect(
+                host=self.host, port=self.port, user=self.user, password=self.password, database=database,
+                autocommit=True, connect_timeout=max(1, int(self.timeout)), read_timeout=self.timeout,
+                write_timeout=self.timeout, init_command="SET time_zone = '+00:00'", charset="utf8mb4")
+        except pymysql.MySQLError as exc:
+            raise StorageError(f"cannot connect to MySQL at {self.host}:{self.port}: {exc}") from exc
+
+    def _is_duplicate(self, exc: Exception) -> bool:
+        import pymysql
+
+        return isinstance(exc, pymysql.err.IntegrityError) and exc.args and exc.args[0] == 1062
+
+    def _driver_errors(self) -> tuple[type[BaseException], ...]:
+        import pymysql
+
+        return (pymysql.MySQLError, StorageError, OSError)
+
+
+class PgStorage(Storage):
+    engine = S.PGSQL
+
+    def _connect(self, database: str | None) -> Any:
+        import psycopg2
+
+        try:
+            conn = psycopg2.connect(
+                host=self.host, port=self.port, user=self.user, password=self.password,
+                dbname=database or "postgres", connect_timeout=max(1, int(self.timeout)),
+                options=f"-c statement_timeout={int(self.timeout * 1000)} -c lock_timeout={int(self.timeout * 1000)}",
+                keepalives=1, keepalives_idle=5, keepalives_interval=2, keepalives_count=2,
+                application_name="wabiz-standin")
+        except psycopg2.Error as exc:
+            raise StorageError(f"cannot connect to PostgreSQL at {self.host}:{self.port}: {exc}".strip()) from exc
+        conn.autocommit = True
+        return conn
+
+    def _is_duplicate(self, exc: Exception) -> bool:
+        return getattr(exc, "pgcode", None) == "23505"
+
+    def _driver_errors(self) -> tuple[type[BaseException], ...]:
+        import psycopg2
+
+        return (psycopg2.Error, StorageError, OSError)
+
+
+def make_storage(engine: str, host: str, port: int, user: str, password: str, database: str,
+                 timeout: float = 5.0, idle_timeout_ms: int | None = None) -> Storage:
+    cls = MySQLStorage if S.normalize_engine(engine) == S.MYSQL else PgStorage
+    return cls(host, port, user, password, database, timeout, idle_timeout_ms)
+
+
+class AsyncStore:
+    """Runs Storage calls in a thread pool, each bounded by a timeout, so a hung database
+    never blocks a node's event loop (a master's renew deadline depends on this)."""
+
+    def __init__(self, storage: Storage, workers: int = 4, timeout: float = 5.0) -> None:
+        self.storage = storage
+        self.timeout = timeout
+        self.pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="db")
+
+    async def call(self, fn: Callable[..., Any] | str, *args: Any, timeout: float | None = None) -> Any:
+        func = getattr(self.storage, fn) if isinstance(fn, str) else fn
+        loop = asyncio.get_running_loop()
+        fut = loop.run_in_executor(self.pool, functools.partial(func, *args))
+        try:
+            return await asyncio.wait_for(fut, timeout or self.timeout)
+        except TimeoutError:
+            raise StorageError(f"database call {getattr(func, '__name__', fn)} timed out") from None
+
+    def close(self) -> None:
+        self.pool.shutdown(wait=False)
