@@ -5,11 +5,12 @@ ansible-test runs this file with pip's usual arguments (options and pinned packa
 that pip install the requested packages from the package index this machine can reach.
 """
 
-import ensurepip
 import subprocess
 import sys
 
-ensurepip.bootstrap(upgrade=True)
+# In a child process: ensurepip sets PIP_CONFIG_FILE=/dev/null in its own environment, which
+# would hide the machine's pip configuration (index, CA bundle) from the install below.
+subprocess.check_call([sys.executable, "-m", "ensurepip", "--upgrade"])
 args = [a for a in sys.argv[1:] if a not in ("--no-setuptools", "--no-wheel")]
 if any(not a.startswith("-") for a in args):
     subprocess.check_call([sys.executable, "-m", "pip", "install", *args])
