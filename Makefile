@@ -14,7 +14,7 @@ ANSIBLE_TEST := cd $(COLL) && ansible-test
 PYTEST := $(PY) -m pytest -p no:cacheprovider
 
 .PHONY: help run test deps images collection lint sanity units integration integration-standin \
-        integration-modules testbed-smoke \
+        integration-modules testbed-smoke package \
         dbservers dbservers-stop testbed-down clean lock
 
 help:
@@ -34,7 +34,7 @@ run: deps images
 # --- test stages, in the order CI runs them ---------------------------------------------------
 test: deps
 	@rm -f .build/stage-times.tsv
-	@$(MAKE) --no-print-directory lint sanity units images integration testbed-smoke
+	@$(MAKE) --no-print-directory lint sanity units package images integration testbed-smoke
 	@echo; echo "stage times (s):"; column -t .build/stage-times.tsv
 
 lint: deps
@@ -50,6 +50,10 @@ sanity: collection
 
 units: collection
 	@$(STAGE) units-ansible bash -c '$(ANSIBLE_TEST) units --venv --python 3.11 --color no'
+
+# The tarball installs offline into an empty path and ansible-doc lists its modules.
+package: deps
+	@$(STAGE) package $(PYTEST) tests/collection -q
 
 dbservers: deps
 	@$(PY) -m tests.support.dbservers start
