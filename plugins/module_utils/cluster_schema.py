@@ -171,8 +171,9 @@ def _share_lock(engine: str) -> str:
 # --- DDL -------------------------------------------------------------------------------------
 
 def bootstrap_statements(engine: str) -> list:
-    """Idempotent DDL that any master may run before the election: the schema-info table and
-    the lease row (the election needs them). Everything else is created by the primary
+    """Idempotent DDL that any master may run before the election: the schema-info table, the
+    lease row and the node registry with the masters' observations (the election and the
+    registration of masters need them). Everything else is created by the primary
     through ``migration_statements``."""
     e = normalize_engine(engine)
     ts = _ts(e)
@@ -182,6 +183,13 @@ def bootstrap_statements(engine: str) -> list:
         "CREATE TABLE IF NOT EXISTS %s (id INT PRIMARY KEY, holder VARCHAR(255) NULL, "
         "epoch BIGINT NOT NULL DEFAULT 0, acquired_at %s NULL, renewed_at %s NULL, "
         "expires_at %s NULL)" % (T_LEASE, ts, ts, ts),
+        "CREATE TABLE IF NOT EXISTS %s (node_id VARCHAR(255) PRIMARY KEY, kind VARCHAR(16) NOT NULL, "
+        "host VARCHAR(255) NOT NULL, messaging_port INT NULL, contacts_port INT NULL, "
+        "control_port INT NULL, healthcheck_port INT NULL, version VARCHAR(32) NOT NULL, "
+        "instance VARCHAR(64) NOT NULL, role VARCHAR(32) NULL, gateway_status VARCHAR(32) NULL, "
+        "started_at %s NULL, last_heartbeat %s NULL)" % (T_NODES, ts, ts),
+        "CREATE TABLE IF NOT EXISTS %s (master_id VARCHAR(255) NOT NULL, node_id VARCHAR(255) NOT NULL, "
+        "last_ok %s NULL, last_attempt %s NULL, PRIMARY KEY (master_id, node_id))" % (T_OBSERVATIONS, ts, ts),
     ]
     if e == MYSQL:
         stmts.append("INSERT IGNORE INTO %s (id, holder, epoch) VALUES (1, NULL, 0)" % T_LEASE)
@@ -198,13 +206,6 @@ def _v1(e: str) -> list:
         "CREATE TABLE IF NOT EXISTS %s (shard_id INT PRIMARY KEY, active SMALLINT NOT NULL DEFAULT 0, "
         "owner VARCHAR(255) NULL, epoch BIGINT NOT NULL DEFAULT 0, master_epoch BIGINT NOT NULL DEFAULT 0, "
         "updated_at %s NULL)" % (T_SHARDS, ts),
-        "CREATE TABLE IF NOT EXISTS %s (node_id VARCHAR(255) PRIMARY KEY, kind VARCHAR(16) NOT NULL, "
-        "host VARCHAR(255) NOT NULL, messaging_port INT NULL, contacts_port INT NULL, "
-        "control_port INT NULL, healthcheck_port INT NULL, version VARCHAR(32) NOT NULL, "
-        "instance VARCHAR(64) NOT NULL, role VARCHAR(32) NULL, gateway_status VARCHAR(32) NULL, "
-        "started_at %s NULL, last_heartbeat %s NULL)" % (T_NODES, ts, ts),
-        "CREATE TABLE IF NOT EXISTS %s (master_id VARCHAR(255) NOT NULL, node_id VARCHAR(255) NOT NULL, "
-        "last_ok %s NULL, last_attempt %s NULL, PRIMARY KEY (master_id, node_id))" % (T_OBSERVATIONS, ts, ts),
         "CREATE TABLE IF NOT EXISTS %s (name VARCHAR(64) PRIMARY KEY, value %s NOT NULL, "
         "revision BIGINT NOT NULL DEFAULT 0, updated_at %s NULL)" % (T_SETTINGS, text, ts),
         "CREATE TABLE IF NOT EXISTS %s (id VARCHAR(64) PRIMARY KEY, shard_id INT NOT NULL, "

@@ -94,6 +94,8 @@ class Master(BaseNode):
                 await self.cycle()
             except StorageError as exc:
                 log.warning("cycle: database error: %s", exc)
+            except Exception:
+                log.exception("cycle failed")
             if self.is_primary and not self.primary_now():
                 self.demote("renew deadline passed")
             await self._sleep(self.loop_interval - (time.monotonic() - started))

@@ -209,7 +209,7 @@ class Storage(abc.ABC):
         rows = self.fetchall("read_lease")
         if not rows:
             return Lease(None, 0, True, None)
-        holder, epoch, expired, left = rows[0]
+        holder, epoch, expired, left = rows[0][:4]
         return Lease(holder, int(epoch), bool(int(expired)), float(left) if left is not None else None)
 
     def acquire_lease(self, holder: str, ttl: float) -> int | None:
