@@ -1,0 +1,268 @@
+"""The stand-in cluster as processes on loopback, on real MariaDB and PostgreSQL.
+
+Timers are shortened (harness.FAST_TIMERS): heartbeat_interval 1 s, unhealthy_interval 4 s,
+DB heartbeat 1 s, dead after 3 s, lease 3 s (renew deadline 2 s), coreapp fence 1.5 s.
+Measured durations are printed (``-s`` shows them) and asserted against the documented bounds.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import threading
+import time
+import urllib.request
+
+from wabiz_standin.schema import S
+
+from tests.standin.harness import Cluster, wait_for
+
+HB, UNHEALTHY, FENCE, LEASE, DB_DEAD = 1.0, 4.0, 1.5, 3.0, 3.0
+
+
+def started(c: Cluster, connected: int = 1) -> str:
+    """Wait for one primary master and ``connected`` connected coreapps; return the primary."""
+    primary = wait_for(c.primary_master, 20, what="a primary master")
+    wait_for(lambda: len(c.connected_coreapps()) >= connected, 20, what=f"{connected} connected coreapp(s)")
+    return primary
+
+
+class RoleWatcher(threading.Thread):
+    """Polls every master's role every 0.25 s and records any moment with two primaries."""
+
+    def __init__(self, c: Cluster) -> None:
+        super().__init__(daemon=True)
+        self.c, self.stop, self.overlaps, self.samples = c, threading.Event(), [], 0
+
+    def run(self) -> None:
+        while not self.stop.is_set():
+            roles = self.c.roles(timeout=0.2)
+            self.samples += 1
+            primaries = [n for n, r in roles.items() if r == "primary_master"]
+            if len(primaries) > 1:
+                self.overlaps.append((time.monotonic(), primaries))
+            time.sleep(0.25)
+
+
+def test_election_and_takeover(make_cluster) -> None:
+    c = make_cluster().start(masters=2, coreapps=1, webapps=0)
+    first = started(c)
+    st = c.storage()
+    epoch1 = st.read_lease().epoch
+    assert st.read_lease().holder == first
+    watcher = RoleWatcher(c)
+    watcher.start()
+    time.sleep(1.0)
+    killed = time.monotonic()
+    c.kill(first)
+    second = wait_for(c.primary_master, 15, interval=0.1, what="the secondary to take over")
+    took = time.monotonic() - killed
+    time.sleep(1.0)
+    watcher.stop.set()
+    watcher.join()
+    lease = st.read_lease()
+    st.close()
+    print(f"takeover after SIGKILL of the primary: {took:.2f}s (lease {LEASE}s)")
+    assert second != first
+    assert lease.holder == second and lease.epoch > epoch1, "the new primary holds a higher epoch"
+    assert not watcher.overlaps, f"two primaries at once: {watcher.overlaps}"
+    assert watcher.samples > 10
+    assert took < LEASE + HB + 2.0
+    assert c.procs[second].state_lines("election")
+
+
+def test_shard_assignment_routing_and_shard_count_change(make_cluster) -> None:
+    c = make_cluster().start(masters=2, coreapps=3, webapps=1)
+    started(c)
+    c.login()
+    assert c.api("GET", "/v1/account/shards") == (200, {"account": {"shards": 1}, "meta": {"api_status": "stable"}})
+    status, body = c.api("POST", "/v1/account/shards", {"shards": 3})
+    assert status == 400 and body["errors"][0]["code"] == 1009, "only 1, 2, 4, 8, 16, 32 are accepted"
+    status, body = c.api("POST", "/v1/account/shards", {"shards": 2})
+    assert status == 200, body
+    owners = wait_for(lambda: (o := c.owners()) and len(o) == 2 and all(o.values()) and o, 10,
+                      what="two owned shards")
+    assert len(set(owners.values())) == 2, "each shard has its own coreapp"
+    wait_for(lambda: len(c.connected_coreapps()) == 2, 10, what="two connected coreapps (X shards -> X connected)")
+    health = c.api("GET", "/v1/health")[1]["health"]
+    assert sum(1 for h in health.values() if h.get("gateway_status") == "connected" and h["role"] == "coreapp") == 2
+    sent = {}
+    for n in range(20):
+        to = str(15550000000 + n)
+        status, body = c.send(to)
+        assert status == 201, body
+        sent[body["messages"][0]["id"]] = to
+    st = c.storage()
+    for msg_id, to in sent.items():
+        m = st.read_message(msg_id)
+        assert m is not None and m["shard"] == S.shard_for(to, 2), "routing is crc32(to) % shards"
+        assert m["owner"] == owners[m["shard"]], "the message was written by that shard's owner"
+    assert len({st.read_message(i)["shard"] for i in sent}) == 2
+    # Back to one shard: shard 1 loses its owner, which stops; everything goes to shard 0.
+    status, _ = c.api("POST", "/v1/account/shards", {"shards": 1})
+    assert status == 200
+    wait_for(lambda: len(c.owners()) == 1, 5, what="one active shard")
+    wait_for(lambda: len(c.connected_coreapps()) == 1, 10, what="one connected coreapp")
+    dropped = owners[1]
+    assert c.procs[dropped].state_lines("demotion"), "the owner of the removed shard demotes itself"
+    status, body = c.send("15559999999")
+    assert status == 201
+    assert st.read_message(body["messages"][0]["id"])["shard"] == 0
+    st.close()
+    primary = c.primary_master()
+    assert any("to_shards=1" in line for line in c.procs[primary].state_lines("shard_count"))
+
+
+def _failover(c: Cluster, how: int) -> tuple[str, str, float]:
+    owner = c.owners()[0]
+    t0 = time.monotonic()
+    c.kill(owner, how)
+    new = wait_for(lambda: (o := c.owners()[0]) != owner and o, 20, interval=0.1, what="a new shard owner")
+    wait_for(lambda: new in c.connected_coreapps(), 10, interval=0.1, what="the new owner connected")
+    return owner, new, time.monotonic() - t0
+
+
+def test_heartbeat_failover_within_unhealthy_plus_heartbeat(make_cluster) -> None:
+    c = make_cluster().start(masters=2, coreapps=2, webapps=0)
+    started(c)
+    time.sleep(1.5)
+    old, new, took = _failover(c, signal.SIGKILL)
+    print(f"heartbeat-mode failover (owner SIGKILLed -> new owner connected): {took:.2f}s; "
+          f"bound unhealthy {UNHEALTHY} + heartbeat {HB} + fence {FENCE} + 1.5s margin")
+    assert took < UNHEALTHY + HB + FENCE + 1.5
+    lines = [x for p in c.procs.values() if p.kind == "master" for x in p.state_lines("shard_move")]
+    assert lines and "mode=heartbeat" in lines[-1] and f"previous={old}" in lines[-1]
+
+
+def test_db_mode_failover_with_one_master(make_cluster) -> None:
+    c = make_cluster().start(masters=1, coreapps=2, webapps=0)
+    started(c)
+    time.sleep(1.5)
+    _old, _new, took = _failover(c, signal.SIGKILL)
+    print(f"DB-mode failover (one master, dead after {DB_DEAD}s): {took:.2f}s")
+    assert took < DB_DEAD + HB + FENCE + 2.0
+    lines = c.procs["master1"].state_lines("shard_move")
+    assert lines and "mode=db" in lines[-1]
+
+
+def test_api_serves_with_every_master_down(make_cluster) -> None:
+    c = make_cluster().start(masters=2, coreapps=2, webapps=1)
+    started(c)
+    c.login()
+    time.sleep(1.0)
+    c.kill("master1")
+    c.kill("master2")
+    time.sleep(LEASE + 1)
+    st = c.storage()
+    assert st.read_lease().expired, "no master holds the lease"
+    ids = []
+    for n in range(10):
+        status, body = c.send(str(16500000000 + n))
+        assert status == 201, body
+        ids.append(body["messages"][0]["id"])
+    assert st.message_ids(ids) == set(ids)
+    st.close()
+    status, body = c.api("GET", f"/v1/messages/{ids[0]}")
+    assert status == 200 and body["messages"][0]["id"] == ids[0]
+    status, body = c.api("PATCH", "/v1/settings/application", {"unhealthy_interval": 6})
+    assert status == 503 and body["errors"][0]["title"] == "Service not ready", "admin changes need a primary"
+
+
+def test_short_sigstop_of_primary_coreapp_causes_no_failover(make_cluster) -> None:
+    c = make_cluster(WA_DEFAULT_UNHEALTHY_INTERVAL=5).start(masters=2, coreapps=2, webapps=0)
+    started(c)
+    time.sleep(1.5)
+    owner = c.owners()[0]
+    epoch = c.storage().shard_map()[0].epoch
+    pause = 5 - HB - 2.0  # shorter than unhealthy - heartbeat (= 4 s), with margin
+    c.kill(owner, signal.SIGSTOP)
+    time.sleep(pause)
+    c.kill(owner, signal.SIGCONT)
+    time.sleep(5.0)
+    assert c.owners()[0] == owner
+    assert c.storage().shard_map()[0].epoch == epoch, "no promotion happened"
+    assert owner in c.connected_coreapps()
+
+
+def test_long_sigstop_fails_over_and_the_resumed_owner_is_refused(make_cluster) -> None:
+    c = make_cluster().start(masters=2, coreapps=2, webapps=0)
+    started(c)
+    time.sleep(1.5)
+    owner = c.owners()[0]
+    old_epoch = c.storage().shard_map()[0].epoch
+    proc = c.procs[owner]
+    c.kill(owner, signal.SIGSTOP)
+    # A write that reaches the old owner while it is paused, answered only after it resumes.
+    result: dict[str, object] = {}
+
+    def late_write() -> None:
+        req = urllib.request.Request(f"http://127.0.0.1:{proc.ports[0]}/v1/messages", method="POST",
+                                     data=json.dumps({"id": "late-1", "to": "123", "body": "x", "shard": 0}).encode(),
+                                     headers={"Content-Type": "application/json"})
+        try:
+            with urllib.request.urlopen(req, timeout=30) as r:
+                result["status"] = r.status
+        except urllib.error.HTTPError as e:
+            result["status"] = e.code
+        except OSError as e:
+            result["status"] = str(e)
+
+    t = threading.Thread(target=late_write, daemon=True)
+    t.start()
+    t0 = time.monotonic()
+    new = wait_for(lambda: (o := c.owners()[0]) != owner and o, 20, interval=0.1, what="failover")
+    wait_for(lambda: new in c.connected_coreapps(), 10, what="the new owner connected")
+    took = time.monotonic() - t0
+    c.kill(owner, signal.SIGCONT)
+    t.join(20)
+    print(f"failover during SIGSTOP: {took:.2f}s; late write to the resumed old owner -> {result.get('status')}")
+    assert result.get("status") == 409, "the resumed old owner must refuse the write"
+    st = c.storage()
+    assert st.message_ids(["late-1"]) == set(), "and nothing was persisted"
+    assert st.insert_message("late-2", 0, "123", "x", owner, old_epoch) == "fenced"
+    st.close()
+    wait_for(lambda: (c.ping(owner) or {}).get("gateway_status") == "disconnected", 5, what="old owner disconnected")
+    assert proc.state_lines("demotion") or proc.state_lines("self_fence")
+
+
+def test_no_acknowledged_message_lost_across_failovers(make_cluster) -> None:
+    c = make_cluster().start(masters=2, coreapps=3, webapps=1)
+    started(c)
+    c.login()
+    acked: list[str] = []
+    attempted = [0]
+    stop = threading.Event()
+
+    def client() -> None:
+        n = 0
+        while not stop.is_set():
+            n += 1
+            attempted[0] += 1
+            try:
+                status, body = c.send(str(17000000000 + n % 97), text=f"m{n}", timeout=10)
+            except OSError:
+                continue
+            if status == 201:
+                acked.append(body["messages"][0]["id"])
+
+    threads = [threading.Thread(target=client, daemon=True) for _ in range(3)]
+    for t in threads:
+        t.start()
+    time.sleep(2)
+    for how in (signal.SIGKILL, signal.SIGKILL):
+        before = len(acked)
+        _old, _new, took = _failover(c, how)
+        print(f"failover under load: {took:.2f}s")
+        wait_for(lambda b=before: len(acked) > b + 20, 15, what="messages acknowledged after the failover")
+    stop.set()
+    for t in threads:
+        t.join(15)
+    st = c.storage()
+    found = st.message_ids(acked)
+    st.close()
+    lost = set(acked) - found
+    print(f"attempted {attempted[0]}, acknowledged {len(acked)}, lost {len(lost)}, "
+          f"duplicated {len(acked) - len(set(acked))}")
+    assert len(acked) > 50
+    assert not lost, f"{len(lost)} acknowledged messages lost"
+    assert len(set(acked)) == len(acked)

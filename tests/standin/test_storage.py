@@ -1,0 +1,88 @@
+"""The storage layer and the schema against real MariaDB and PostgreSQL: the lease and its
+fencing epoch, fenced message writes, schema creation, upgrade and the too-new refusal."""
+
+from __future__ import annotations
+
+import time
+import uuid
+import zlib
+from collections.abc import Iterator
+
+import pytest
+from wabiz_standin.schema import S
+from wabiz_standin.storage import SchemaTooNew, Storage, make_storage
+
+from tests.standin.harness import drop_database, engine_of
+
+
+@pytest.fixture
+def storage(db_server) -> Iterator[Storage]:
+    name = S.database_name(f"t{uuid.uuid4().hex[:8]}_")
+    st = make_storage(engine_of(db_server), db_server.host, db_server.port, db_server.admin_user,
+                      db_server.admin_password, name, timeout=5)
+    assert st.ensure_database() is True
+    assert st.ensure_database() is False
+    st.bootstrap()
+    yield st
+    st.close()
+    drop_database(db_server, name)
+
+
+def test_routing_hash_is_stable_crc32() -> None:
+    assert S.shard_for("16505551234", 4) == zlib.crc32(b"16505551234") % 4
+    assert {S.shard_for(str(n), 1) for n in range(50)} == {0}
+    assert len({S.shard_for(str(15550000000 + n), 8) for n in range(200)}) == 8
+
+
+def test_schema_versions_per_release() -> None:
+    assert S.schema_version_for("2.53.1") == 1
+    assert S.schema_version_for("2.53.2") == 2
+    assert S.normalize_engine("postgresql") == S.PGSQL and S.normalize_engine("mariadb") == S.MYSQL
+    for engine in S.ENGINES:
+        for name in S.STATEMENT_NAMES:
+            assert S.statement(engine, name)
+
+
+def test_lease_epoch_increases_and_only_a_live_holder_renews(storage: Storage) -> None:
+    e1 = storage.acquire_lease("m1", 1.0)
+    assert e1 == 1
+    assert storage.acquire_lease("m2", 1.0) is None, "a live lease must not be taken"
+    assert storage.renew_lease("m1", e1, 1.0)
+    assert not storage.renew_lease("m2", e1, 1.0)
+    lease = storage.read_lease()
+    assert (lease.holder, lease.epoch, lease.expired) == ("m1", 1, False)
+    assert 0 < lease.seconds_left <= 1.0
+    time.sleep(1.2)
+    assert storage.read_lease().expired
+    assert not storage.renew_lease("m1", e1, 1.0), "a lapsed lease must be re-acquired, not renewed"
+    e2 = storage.acquire_lease("m2", 5.0)
+    assert e2 == e1 + 1
+    assert storage.acquire_lease("m1", 5.0) is None
+
+
+def test_schema_created_then_upgraded_and_too_new_refused(storage: Storage) -> None:
+    assert storage.upgrade_schema(1, "m1") == (0, 1)
+    assert storage.schema_version() == (1, 1)
+    assert storage.upgrade_schema(2, "m1") == (1, 2)
+    assert storage.schema_version() == (2, 1)
+    assert storage.check_compatible(1) == (2, 1), "2.53.1 code still runs on the additive schema 2"
+    with storage.cursor() as cur:
+        cur.execute(f"UPDATE {S.T_SCHEMA} SET version = 3, compat = 3")
+    with pytest.raises(SchemaTooNew, match="upgrade the node"):
+        storage.check_compatible(2)
+
+
+def test_message_writes_are_fenced_by_the_shard_epoch(storage: Storage) -> None:
+    storage.upgrade_schema(S.SCHEMA_VERSION, "m1")
+    epoch = storage.acquire_lease("m1", 30)
+    shard = storage.shard_map()[0]
+    assert storage.promote(0, shard.epoch, "c1", "m1", epoch)
+    assert not storage.promote(0, shard.epoch, "c2", "m1", epoch), "a stale expected shard epoch is refused"
+    assert not storage.promote(0, shard.epoch + 1, "c2", "m1", epoch + 7), "a stale lease epoch is refused"
+    assert storage.insert_message("a1", 0, "123", "x", "c1", 1) == "stored"
+    assert storage.insert_message("a1", 0, "123", "x", "c1", 1) == "duplicate"
+    assert storage.promote(0, 1, "c2", "m1", epoch)
+    assert storage.insert_message("a2", 0, "123", "x", "c1", 1) == "fenced", "old owner must be refused"
+    assert storage.insert_message("a3", 0, "123", "x", "c2", 1) == "fenced", "new owner with a wrong epoch too"
+    assert storage.insert_message("a4", 0, "123", "x", "c2", 2) == "stored"
+    assert storage.message_ids(["a1", "a2", "a3", "a4"]) == {"a1", "a4"}
