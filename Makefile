@@ -41,7 +41,8 @@ lint: deps
 	@$(STAGE) ruff ruff check .
 	@$(STAGE) shellcheck shellcheck scripts/*.sh images/*/entrypoint images/host/host-init images/base/build-rootfs.sh .ci/run
 	@$(STAGE) yamllint yamllint -s .
-	@$(STAGE) ansible-lint ansible-lint --offline -q
+	@mkdir -p .build/lint/ansible_collections/wabiz && ln -sfn $(CURDIR) .build/lint/ansible_collections/wabiz/cluster
+	@$(STAGE) ansible-lint env ANSIBLE_COLLECTIONS_PATH=$(CURDIR)/.build/lint ansible-lint --offline -q
 
 collection: deps
 	@scripts/stage-collection.sh >/dev/null
