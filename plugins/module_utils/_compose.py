@@ -30,10 +30,10 @@ except ImportError:
     HAS_DOCKER = False
     DOCKER_IMP_ERR = traceback.format_exc()
 
-    class DockerException(Exception):  # noqa: N818 - stand-in name of the missing library's class
+    class DockerException(Exception):
         pass
 
-    class NotFound(DockerException):  # noqa: N818
+    class NotFound(DockerException):
         pass
 
 try:

@@ -1,0 +1,416 @@
+"""compose_stack logic: CLI detection, parsers over captured outputs, plan and comparison of Docker state."""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+
+import pytest
+from ansible_collections.wabiz.cluster.plugins.module_utils import _compose as compose
+
+FIXTURES = os.path.join(os.path.dirname(__file__), "fixtures", "compose")
+
+
+def fixture(name):
+    with open(os.path.join(FIXTURES, name)) as f:
+        return f.read()
+
+
+# --- versions and CLI detection -----------------------------------------------------------
+
+@pytest.mark.parametrize(
+    "name, version, kind",
+    [
+        ("v2.40.3-version.txt", "2.40.3", "v2"),  # docker compose version
+        ("v2.40.3-version-short.txt", "2.40.3", "v2"),  # docker compose version --short
+        ("v1.29.2-version.txt", "1.29.2", "v1"),  # docker-compose version (4 lines)
+        ("v1.29.2-version-short.txt", "1.29.2", "v1"),
+    ],
+)
+def test_parse_version_of_captured_outputs(name, version, kind):
+    text = fixture(name)
+    assert compose.parse_version(text) == version
+    assert compose.cli_kind(version) == kind
+
+
+@pytest.mark.parametrize("text", ["", "docker: 'compose' is not a docker command.", None])
+def test_parse_version_without_a_version(text):
+    assert compose.parse_version(text) is None
+
+
+class FakeCli:
+    """run/which for detect_cli: which binaries exist and what 'version --short' prints."""
+
+    def __init__(self, plugin=None, standalone=None):
+        self.plugin = plugin
+        self.standalone = standalone
+        self.calls = []
+
+    def which(self, name):
+        if name == "docker":
+            return "/usr/bin/docker"
+        if name == "docker-compose" and self.standalone:
+            return "/usr/bin/docker-compose"
+        return None
+
+    def run(self, argv):
+        self.calls.append(argv)
+        if argv[:2] == ["/usr/bin/docker", "compose"]:
+            if self.plugin:
+                return 0, self.plugin + "\n", ""
+            return 1, "", "docker: 'compose' is not a docker command.\nSee 'docker --help'"
+        if argv[0] == "/usr/bin/docker-compose":
+            return 0, self.standalone + "\n", ""
+        raise AssertionError(argv)
+
+
+@pytest.mark.parametrize(
+    "plugin, standalone, preference, kind, argv",
+    [
+        ("2.40.3", "1.29.2", "auto", "v2", ["/usr/bin/docker", "compose"]),
+        (None, "1.29.2", "auto", "v1", ["/usr/bin/docker-compose"]),
+        ("2.40.3", "1.29.2", "v1", "v1", ["/usr/bin/docker-compose"]),
+        (None, "2.40.3", "v2", "v2", ["/usr/bin/docker-compose"]),  # standalone v2 binary
+        ("2.40.3", None, "v2", "v2", ["/usr/bin/docker", "compose"]),
+    ],
+)
+def test_detect_cli(plugin, standalone, preference, kind, argv):
+    fake = FakeCli(plugin, standalone)
+    cli = compose.detect_cli(fake.run, fake.which, preference)
+    assert cli["kind"] == kind
+    assert cli["argv"] == argv
+
+
+def test_detect_cli_v1_forced_but_only_v2_standalone_says_so():
+    fake = FakeCli(None, "2.40.3")
+    with pytest.raises(compose.ComposeError) as err:
+        compose.detect_cli(fake.run, fake.which, "v1")
+    assert "is compose 2.40.3 (v2), not v1" in err.value.msg
+
+
+def test_detect_cli_nothing_found_lists_what_was_tried():
+    fake = FakeCli(None, None)
+    with pytest.raises(compose.ComposeError) as err:
+        compose.detect_cli(fake.run, fake.which, "auto")
+    assert "'docker compose' (plugin): docker: 'compose' is not a docker command." in err.value.msg
+    assert "no docker-compose in PATH" in err.value.msg
+
+
+@pytest.mark.parametrize(
+    "name, project",
+    [("Whatsapp", "whatsapp"), ("wa.prod stack", "waprodstack"), ("_x-1", "x-1"), ("my_app-2", "my_app-2")],
+)
+def test_normalize_project_name(name, project):
+    assert compose.normalize_project_name(name) == project
+
+
+# --- config parsing ------------------------------------------------------------------------
+
+@pytest.mark.parametrize("name", ["v2.40.3-config-hash.txt", "v1.29.2-config-hash.txt"])
+def test_parse_hashes_of_captured_outputs(name):
+    hashes = compose.parse_hashes(fixture(name))
+    assert sorted(hashes) == ["web", "worker"]
+    assert all(len(h) == 64 for h in hashes.values())
+
+
+def test_parse_hashes_ignores_warnings():
+    text = 'time="2026-11-22T18:54:13Z" level=warning msg="version is obsolete"\nweb ' + "a" * 64 + "\n"
+    assert compose.parse_hashes(text) == {"web": "a" * 64}
+
+
+@pytest.mark.parametrize("name, fmt", [("v2.40.3-config.json", "json"), ("v1.29.2-config.yml", "yaml")])
+def test_parse_config_of_captured_outputs(name, fmt):
+    pytest.importorskip("yaml")
+    config = compose.parse_config(fixture(name), fmt)
+    assert config == {
+        "web": {"image": "wabiz/base:bookworm", "depends_on": [], "healthcheck": True, "build": False},
+        "worker": {"image": "wabiz/base:bookworm", "depends_on": ["web"], "healthcheck": False, "build": False},
+    }
+
+
+def test_parse_config_list_form_depends_on_and_disabled_healthcheck():
+    text = json.dumps({"services": {"a": {"image": "x", "depends_on": ["b"], "healthcheck": {"disable": True}},
+                                    "b": {"build": {"context": "."}}}})
+    config = compose.parse_config(text, "json")
+    assert config["a"]["depends_on"] == ["b"]
+    assert config["a"]["healthcheck"] is False
+    assert config["b"]["build"] is True and config["b"]["image"] is None
+
+
+def test_parse_config_garbage_is_a_clear_error():
+    with pytest.raises(compose.ComposeError) as err:
+        compose.parse_config("not json", "json")
+    assert "cannot read the compose configuration" in err.value.msg
+
+
+CONFIG = {
+    "waweb": {"image": "web:1", "depends_on": [], "healthcheck": True, "build": False},
+    "wacore": {"image": "core:1", "depends_on": [], "healthcheck": False, "build": False},
+    "master": {"image": "core:1", "depends_on": ["wacore"], "healthcheck": False, "build": False},
+}
+
+
+@pytest.mark.parametrize(
+    "wanted, deps, scope",
+    [
+        ([], True, ["master", "wacore", "waweb"]),
+        (["wacore"], True, ["wacore"]),
+        (["master"], True, ["master", "wacore"]),
+        (["master"], False, ["master"]),
+    ],
+)
+def test_service_scope(wanted, deps, scope):
+    assert compose.service_scope(CONFIG, wanted, deps) == scope
+
+
+def test_service_scope_unknown_service_names_what_exists():
+    with pytest.raises(compose.ComposeError) as err:
+        compose.service_scope(CONFIG, ["coreapp"])
+    assert "coreapp" in err.value.msg and "master, wacore, waweb" in err.value.msg
+
+
+# --- Docker state: records, plan, comparison -----------------------------------------------
+
+def captured_snapshot():
+    """The snapshot of a real project (engine 20.10, compose v2.40.3), from the SDK's list+inspect."""
+    data = json.loads(fixture("engine-20.10-project-v2.40.3.json"))
+    containers = {}
+    for summary in data["containers"]:
+        rec = compose.container_record(summary, data["inspect"][summary["Id"]])
+        containers[rec["name"]] = rec
+    return {"containers": containers, "networks": ["wabiz-it-cap_default"], "volumes": []}
+
+
+def test_container_record_from_captured_api_output():
+    snap = captured_snapshot()
+    web = snap["containers"]["wabiz-it-cap-web-1"]
+    hashes = compose.parse_hashes(fixture("v2.40.3-config-hash.txt"))
+    assert web["service"] == "web"
+    assert web["state"] == "running"
+    assert web["image"] == "wabiz/base:bookworm"
+    assert web["image_id"].startswith("sha256:")
+    assert web["config_hash"] == hashes["web"]  # the label compose wrote = what 'config --hash' prints
+    assert web["health"] in ("starting", "healthy")
+    assert len(web["ports"]) == 1 and web["ports"][0].startswith("127.0.0.1:") and web["ports"][0].endswith("->8000/tcp")
+    assert snap["containers"]["wabiz-it-cap-worker-1"]["health"] is None
+
+
+def desired_for(snap):
+    hashes = dict((r["service"], r["config_hash"]) for r in snap["containers"].values())
+    images = dict((r["service"], r["image_id"]) for r in snap["containers"].values())
+    config = compose.parse_config(fixture("v2.40.3-config.json"), "json")
+    return config, hashes, images
+
+
+def test_plan_present_on_a_converged_project_is_empty():
+    snap = captured_snapshot()
+    config, hashes, images = desired_for(snap)
+    assert compose.plan("present", snap, config, hashes, images, ["web", "worker"]) == []
+
+
+def test_plan_present_new_config_hash_recreates_that_service_only():
+    snap = captured_snapshot()
+    config, hashes, images = desired_for(snap)
+    hashes["web"] = "f" * 64
+    actions = compose.plan("present", snap, config, hashes, images, ["web", "worker"])
+    assert actions == [{"action": "recreate", "service": "web", "container": "wabiz-it-cap-web-1",
+                        "detail": "configuration changed"}]
+
+
+def test_plan_present_new_image_recreates():
+    snap = captured_snapshot()
+    config, hashes, images = desired_for(snap)
+    images["worker"] = "sha256:" + "0" * 64
+    actions = compose.plan("present", snap, config, hashes, images, ["web", "worker"])
+    assert [(a["action"], a["service"], a["detail"]) for a in actions] == [("recreate", "worker", "image changed")]
+
+
+def test_plan_present_stopped_container_is_started_and_missing_one_created():
+    snap = captured_snapshot()
+    config, hashes, images = desired_for(snap)
+    snap["containers"]["wabiz-it-cap-web-1"]["state"] = "exited"
+    del snap["containers"]["wabiz-it-cap-worker-1"]
+    actions = compose.plan("present", snap, config, hashes, images, ["web", "worker"])
+    assert [(a["action"], a["service"]) for a in actions] == [("start", "web"), ("create", "worker")]
+
+
+def test_plan_present_missing_image_is_pulled():
+    snap = {"containers": {}, "networks": [], "volumes": []}
+    config, hashes, _ = desired_for(captured_snapshot())
+    actions = compose.plan("present", snap, config, hashes, {"web": None, "worker": None}, ["web"])
+    assert [(a["action"], a["service"]) for a in actions] == [("pull", "web"), ("create", "web")]
+
+
+def test_plan_restarted_restarts_running_containers():
+    snap = captured_snapshot()
+    config, hashes, images = desired_for(snap)
+    actions = compose.plan("restarted", snap, config, hashes, images, ["web", "worker"])
+    assert [(a["action"], a["service"]) for a in actions] == [("restart", "web"), ("restart", "worker")]
+
+
+def test_plan_stopped_only_running_ones_in_scope():
+    snap = captured_snapshot()
+    config, hashes, images = desired_for(snap)
+    snap["containers"]["wabiz-it-cap-worker-1"]["state"] = "exited"
+    assert compose.plan("stopped", snap, config, hashes, images, ["web", "worker"]) == [
+        {"action": "stop", "service": "web", "container": "wabiz-it-cap-web-1"}]
+    assert compose.plan("stopped", snap, config, hashes, images, ["worker"]) == []
+
+
+def test_plan_absent_whole_project_and_volumes():
+    snap = captured_snapshot()
+    snap["volumes"] = ["wabiz-it-cap_data"]
+    config, hashes, images = desired_for(snap)
+    keep = compose.plan("absent", snap, config, hashes, images, ["web", "worker"])
+    wipe = compose.plan("absent", snap, config, hashes, images, ["web", "worker"], remove_volumes=True)
+    assert [a["action"] for a in keep] == ["remove", "remove", "remove_network"]
+    assert [a["action"] for a in wipe] == ["remove", "remove", "remove_network", "remove_volume"]
+    assert compose.plan("absent", {"containers": {}, "networks": [], "volumes": ["v"]}, config, hashes,
+                        images, ["web"], remove_volumes=False) == []
+
+
+def test_plan_absent_subset_keeps_network():
+    snap = captured_snapshot()
+    config, hashes, images = desired_for(snap)
+    actions = compose.plan("absent", snap, config, hashes, images, ["worker"], all_services=False)
+    assert actions == [{"action": "remove", "service": "worker", "container": "wabiz-it-cap-worker-1"}]
+
+
+def test_plan_orphans_removed_only_when_asked():
+    snap = captured_snapshot()
+    config, hashes, images = desired_for(snap)
+    del config["worker"]
+    assert compose.plan("present", snap, config, hashes, images, ["web"]) == []
+    assert compose.plan("present", snap, config, hashes, images, ["web"], remove_orphans=True) == [
+        {"action": "remove", "service": "worker", "container": "wabiz-it-cap-worker-1", "detail": "orphan"}]
+
+
+def test_compare_same_state_is_no_change():
+    snap = captured_snapshot()
+    assert compose.compare(snap, copy.deepcopy(snap)) == []
+
+
+def test_compare_reads_every_kind_of_change():
+    before = captured_snapshot()
+    after = copy.deepcopy(before)
+    web, worker = after["containers"]["wabiz-it-cap-web-1"], after["containers"]["wabiz-it-cap-worker-1"]
+    web["id"] = "new-id"
+    worker["started_at"] = "2026-11-22T19:10:00.000000000Z"
+    after["containers"]["wabiz-it-cap-extra-1"] = dict(web, name="wabiz-it-cap-extra-1", service="extra")
+    after["volumes"] = ["wabiz-it-cap_data"]
+    after["networks"] = []
+    actions = [(a["action"], a.get("container") or a.get("detail")) for a in compose.compare(before, after)]
+    assert actions == [
+        ("create", "wabiz-it-cap-extra-1"),
+        ("recreate", "wabiz-it-cap-web-1"),
+        ("restart", "wabiz-it-cap-worker-1"),
+        ("remove_network", "wabiz-it-cap_default"),
+        ("create_volume", "wabiz-it-cap_data"),
+    ]
+
+
+def test_compare_start_stop_remove():
+    before = captured_snapshot()
+    after = copy.deepcopy(before)
+    after["containers"]["wabiz-it-cap-web-1"]["state"] = "exited"
+    del after["containers"]["wabiz-it-cap-worker-1"]
+    assert [(a["action"], a["service"]) for a in compose.compare(before, after)] == [("stop", "web"), ("remove", "worker")]
+    assert [(a["action"], a["service"]) for a in compose.compare(after, before)][:2] == [("start", "web"), ("create", "worker")]
+
+
+def test_diff_texts_name_each_container():
+    snap = captured_snapshot()
+    text = compose.summary_text(snap)
+    assert "wabiz-it-cap-web-1 (service web): running" in text
+    predicted = compose.predicted_text(snap, [{"action": "stop", "service": "web", "container": "wabiz-it-cap-web-1"}])
+    assert "wabiz-it-cap-web-1 (service web): exited" in predicted
+
+
+# --- waiting -------------------------------------------------------------------------------
+
+def inspected(status, health=None, policy="no", code=0):
+    state = {"Status": status, "ExitCode": code}
+    if health:
+        state["Health"] = {"Status": health}
+    return {"State": state, "HostConfig": {"RestartPolicy": {"Name": policy}}}
+
+
+@pytest.mark.parametrize(
+    "data, why, recoverable",
+    [
+        (inspected("running"), None, True),
+        (inspected("running", "healthy"), None, True),
+        (inspected("running", "starting"), "is not healthy yet (starting)", True),
+        (inspected("running", "unhealthy"), "is unhealthy", True),
+        (inspected("exited", code=3), "exited with code 3 and has no restart policy", False),
+        (inspected("restarting", policy="unless-stopped", code=1), "is restarting (exit code 1)", True),
+        (inspected("exited", policy="always", code=1), "is exited (exit code 1)", True),
+    ],
+)
+def test_not_ready(data, why, recoverable):
+    assert compose.not_ready(data) == (why, recoverable)
+
+
+class FakeDocker:
+    def __init__(self, states):
+        self.states = states  # list of per-poll {name: inspected}
+        self.polls = 0
+
+    def snapshot(self, project):
+        current = self.states[min(self.polls, len(self.states) - 1)]
+        self.polls += 1
+        self.current = current
+        return {"containers": dict((n, {"name": n, "id": n, "service": n.split("-")[1]}) for n in current),
+                "networks": [], "volumes": []}
+
+    def inspect(self, cid):
+        return self.current[cid]
+
+    def log_tail(self, cid, lines=20):
+        return "fatal: cannot reach the database"
+
+
+class Clock:
+    def __init__(self):
+        self.now = 0.0
+
+    def time(self):
+        return self.now
+
+    def sleep(self, s):
+        self.now += s
+
+
+def test_wait_returns_once_healthy():
+    fake = FakeDocker([{"p-web-1": inspected("running", "starting")}, {"p-web-1": inspected("running", "healthy")}])
+    clock = Clock()
+    compose.wait_until_up(fake, "p", ["web"], 30, sleep=clock.sleep, clock=clock.time)
+    assert fake.polls == 2
+
+
+def test_wait_timeout_names_the_container_and_its_log():
+    fake = FakeDocker([{"p-web-1": inspected("running", "unhealthy")}])
+    clock = Clock()
+    with pytest.raises(compose.ComposeError) as err:
+        compose.wait_until_up(fake, "p", ["web"], 5, sleep=clock.sleep, clock=clock.time)
+    assert err.value.msg.startswith("container p-web-1 (service web) is unhealthy after 5s")
+    assert "fatal: cannot reach the database" in err.value.msg
+    assert err.value.details["container"] == "p-web-1"
+
+
+def test_wait_gives_up_at_once_on_an_exited_container_without_restart_policy():
+    fake = FakeDocker([{"p-web-1": inspected("exited", code=3)}])
+    clock = Clock()
+    with pytest.raises(compose.ComposeError) as err:
+        compose.wait_until_up(fake, "p", ["web"], 60, sleep=clock.sleep, clock=clock.time)
+    assert "exited with code 3" in err.value.msg
+    assert clock.now == 0  # did not sit out the timeout
+
+
+def test_wait_for_a_service_without_any_container():
+    fake = FakeDocker([{}])
+    clock = Clock()
+    with pytest.raises(compose.ComposeError) as err:
+        compose.wait_until_up(fake, "p", ["web"], 3, sleep=clock.sleep, clock=clock.time)
+    assert "no container of service(s) web appeared within 3s" in err.value.msg
