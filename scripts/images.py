@@ -69,7 +69,8 @@ def catalogue() -> dict[str, Image]:
                 f"standin-{version}",
                 [f"wabiz-standin/coreapp:v{version}", f"wabiz-standin/web:v{version}"],
                 IMAGES_DIR / "standin", "wabiz-standin/runtime:bookworm",
-                extra={"standin": standin},
+                extra={"standin": standin,
+                       "cluster_schema.py": ROOT / "plugins" / "module_utils" / "cluster_schema.py"},
                 build_args={"WA_VERSION": version},
             ))
     return {i.name: i for i in images}

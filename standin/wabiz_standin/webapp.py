@@ -233,7 +233,7 @@ class Webapp(BaseNode):
 
     async def h_health_api(self, request: web.Request) -> web.Response:
         denied = await self.auth(request, apikey_ok=True)
-        if denied:
+        if denied is not None:
             return denied
         health: dict[str, Any] = {}
         for n, ping in await self.live_nodes():
@@ -246,7 +246,7 @@ class Webapp(BaseNode):
 
     async def h_support(self, request: web.Request) -> web.Response:
         denied = await self.auth(request)
-        if denied:
+        if denied is not None:
             return denied
         shards = await self.store.call(self.storage.shard_map)
         owned: dict[str, list[int]] = {}
@@ -267,7 +267,7 @@ class Webapp(BaseNode):
 
     async def h_settings_get(self, request: web.Request) -> web.Response:
         denied = await self.auth(request)
-        if denied:
+        if denied is not None:
             return denied
         rows = await self.store.call(self.storage.settings)
         app = dict(S.DEFAULT_SETTINGS)
@@ -293,7 +293,7 @@ class Webapp(BaseNode):
 
     async def h_settings_patch(self, request: web.Request) -> web.Response:
         denied = await self.auth(request)
-        if denied:
+        if denied is not None:
             return denied
         body = await request.json()
         if not isinstance(body, dict) or not body:
@@ -302,7 +302,7 @@ class Webapp(BaseNode):
 
     async def h_shards_get(self, request: web.Request) -> web.Response:
         denied = await self.auth(request)
-        if denied:
+        if denied is not None:
             return denied
         shards = await self.store.call(self.storage.shard_map)
         return web.json_response({"account": {"shards": sum(1 for s in shards if s.active)},
@@ -310,7 +310,7 @@ class Webapp(BaseNode):
 
     async def h_shards_post(self, request: web.Request) -> web.Response:
         denied = await self.auth(request)
-        if denied:
+        if denied is not None:
             return denied
         body = await request.json()
         shards = body.get("shards") if isinstance(body, dict) else None
@@ -322,7 +322,7 @@ class Webapp(BaseNode):
     # -- messages ----------------------------------------------------------------------------
     async def h_send(self, request: web.Request) -> web.Response:
         denied = await self.auth(request)
-        if denied:
+        if denied is not None:
             return denied
         body = await request.json()
         to = body.get("to") if isinstance(body, dict) else None
@@ -358,7 +358,7 @@ class Webapp(BaseNode):
     async def h_message_get(self, request: web.Request) -> web.Response:
         """Read back a message by id (the loss check): persisted -> 200, unknown -> 404."""
         denied = await self.auth(request)
-        if denied:
+        if denied is not None:
             return denied
         msg = await self.store.call(self.storage.read_message, request.match_info["id"])
         if not msg:
@@ -368,7 +368,7 @@ class Webapp(BaseNode):
     # -- media -------------------------------------------------------------------------------
     async def h_media_post(self, request: web.Request) -> web.Response:
         denied = await self.auth(request)
-        if denied:
+        if denied is not None:
             return denied
         data = await request.read()
         if not data:
@@ -384,7 +384,7 @@ class Webapp(BaseNode):
 
     async def h_media_get(self, request: web.Request) -> web.Response:
         denied = await self.auth(request)
-        if denied:
+        if denied is not None:
             return denied
         media_id = request.match_info["id"]
         path = Path(self.cfg.media_dir) / media_id
@@ -410,21 +410,21 @@ class Webapp(BaseNode):
 
     async def h_gc(self, request: web.Request) -> web.Response:
         denied = await self.auth(request)
-        if denied:
+        if denied is not None:
             return denied
         logs.state(log, "gc_request")
         return await self._gc_all("PUT")
 
     async def h_gc_status(self, request: web.Request) -> web.Response:
         denied = await self.auth(request)
-        if denied:
+        if denied is not None:
             return denied
         return await self._gc_all("GET")
 
     # -- stats and metrics -----------------------------------------------------------------------
     async def h_stats(self, request: web.Request) -> web.Response:
         denied = await self.auth(request, apikey_ok=True)
-        if denied:
+        if denied is not None:
             return denied
         name = request.path.rsplit("/", 1)[-1]
         stats = await self.store.call(self.storage.stats)
@@ -433,7 +433,7 @@ class Webapp(BaseNode):
 
     async def h_metrics(self, request: web.Request) -> web.Response:
         denied = await self.auth(request, apikey_ok=True)
-        if denied:
+        if denied is not None:
             return denied
         lines = ["# HELP wa_webapp_requests_total Requests served by this webapp.",
                  "# TYPE wa_webapp_requests_total counter"]

@@ -1,0 +1,184 @@
+"""The stand-in images: built offline, and a single-host cluster (db, 2 masters, 2 coreapps,
+1 webapp) under plain ``docker compose`` answers /v1/health with one primary master and one
+connected coreapp. Container and network names start with ``wabiz-standin-test``."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import ssl
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+VERSION = "2.53.2"
+PROJECT_PREFIX = "wabiz-standin-test"
+
+pytestmark = [pytest.mark.docker, pytest.mark.slow]
+
+COMPOSE = """
+name: {project}
+x-node: &node
+  image: wabiz-standin/coreapp:v{version}
+  command: ["/opt/whatsapp/bin/wait_on_mysql.sh", "/opt/whatsapp/bin/launch_within_docker.sh"]
+  restart: unless-stopped
+  cap_drop: [MKNOD]
+  volumes: ["whatsappMedia:/usr/local/wamedia"]
+x-env: &env
+  WA_DB_ENGINE: MYSQL
+  WA_DB_HOSTNAME: db
+  WA_DB_PORT: "3306"
+  WA_DB_USERNAME: wauser
+  WA_DB_PASSWORD: wa-test-pw
+  WA_DB_NAME_PREFIX: compose_
+  WA_DB_CONNECTION_IDLE_TIMEOUT: "180000"
+  WA_APP_MULTICONNECT: "1"
+  WA_RUNNING_ENV_VERSION: v{version}
+  ORCHESTRATION: DOCKER-COMPOSE
+  WA_DEFAULT_HEARTBEAT_INTERVAL: "1"
+  WA_DEFAULT_UNHEALTHY_INTERVAL: "4"
+  WA_DB_HEARTBEAT_SECONDS: "2"
+  WA_DB_DEAD_AFTER_SECONDS: "6"
+  WA_LEASE_TTL_SECONDS: "6"
+services:
+  db:
+    image: wabiz/mariadb:10.11
+    container_name: {project}-db
+  master1:
+    <<: *node
+    container_name: {project}-master1
+    environment:
+      <<: *env
+      WA_MASTER_NODE: "1"
+      COREAPP_HOSTNAME: master1
+      COREAPP_EXTERNAL_PORTS: "6250,6251,6252,6253"
+  master2:
+    <<: *node
+    container_name: {project}-master2
+    environment:
+      <<: *env
+      WA_MASTER_NODE: "1"
+      COREAPP_HOSTNAME: master2
+      COREAPP_EXTERNAL_PORTS: "6250,6251,6252,6253"
+  coreapp1:
+    <<: *node
+    container_name: {project}-coreapp1
+    environment:
+      <<: *env
+      COREAPP_HOSTNAME: coreapp1
+      COREAPP_EXTERNAL_PORTS: "6250,6251,6252,6253"
+  coreapp2:
+    <<: *node
+    container_name: {project}-coreapp2
+    environment:
+      <<: *env
+      COREAPP_HOSTNAME: coreapp2
+      COREAPP_EXTERNAL_PORTS: "6250,6251,6252,6253"
+  waweb:
+    <<: *node
+    image: wabiz-standin/web:v{version}
+    container_name: {project}-waweb
+    ports: ["127.0.0.1::443"]
+    environment:
+      <<: *env
+      WEBAPP_HOSTNAME: waweb
+      WEBAPP_EXTERNAL_PORTS: "9090"
+      WA_API_KEY: compose-key
+volumes:
+  whatsappMedia: {{}}
+"""
+
+
+def _run(*args: str, check: bool = True, timeout: float = 300) -> subprocess.CompletedProcess:
+    return subprocess.run(list(args), capture_output=True, text=True, check=check, timeout=timeout)
+
+
+@pytest.fixture(scope="module")
+def images(docker_client) -> None:
+    res = _run(sys.executable, str(ROOT / "scripts" / "images.py"), "build", "standin-runtime",
+               "standin-2.53.1", "standin-2.53.2", check=False, timeout=1200)
+    assert res.returncode == 0, res.stdout + res.stderr
+    for tag in (f"wabiz-standin/coreapp:v{VERSION}", f"wabiz-standin/web:v{VERSION}",
+                "wabiz-standin/coreapp:v2.53.1", "wabiz/mariadb:10.11"):
+        docker_client.images.get(tag)
+
+
+@pytest.fixture
+def compose_project(images, tmp_path: Path) -> Iterator[tuple[str, Path]]:
+    project = f"{PROJECT_PREFIX}-{uuid.uuid4().hex[:6]}"
+    f = tmp_path / "compose.yml"
+    f.write_text(COMPOSE.format(project=project, version=VERSION))
+    yield project, f
+    logs = _run("docker", "compose", "-p", project, "-f", str(f), "logs", "--no-color", check=False)
+    (tmp_path / "compose.log").write_text(logs.stdout + logs.stderr)
+    _run("docker", "compose", "-p", project, "-f", str(f), "down", "-v", "--timeout", "5", check=False)
+    # Belt and braces: anything left with this project's exact names.
+    for svc in ("db", "master1", "master2", "coreapp1", "coreapp2", "waweb"):
+        _run("docker", "rm", "-f", "-v", f"{project}-{svc}", check=False)
+    _run("docker", "network", "rm", f"{project}_default", check=False)
+
+
+def _get(port: int, path: str, auth: str) -> tuple[int, dict]:
+    ctx = ssl.create_default_context()
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    req = urllib.request.Request(f"https://127.0.0.1:{port}{path}", headers={"Authorization": auth})
+    try:
+        with urllib.request.urlopen(req, timeout=5, context=ctx) as r:
+            return r.status, json.loads(r.read())
+    except urllib.error.HTTPError as e:
+        return e.code, json.loads(e.read() or b"{}")
+
+
+@pytest.mark.skipif(shutil.which("docker") is None, reason="needs the docker CLI")
+def test_compose_cluster_answers_health_with_one_primary_and_one_connected_coreapp(compose_project) -> None:
+    project, f = compose_project
+    base = ["docker", "compose", "-p", project, "-f", str(f)]
+    _run(*base, "up", "-d", "db")
+    deadline = time.monotonic() + 90
+    sql = ("CREATE USER IF NOT EXISTS 'wauser'@'%' IDENTIFIED BY 'wa-test-pw'; "
+           "GRANT ALL PRIVILEGES ON *.* TO 'wauser'@'%'; FLUSH PRIVILEGES;")
+    while True:
+        res = _run("docker", "exec", f"{project}-db", "mariadb", "-uroot", "-e", sql, check=False)
+        if res.returncode == 0:
+            break
+        assert time.monotonic() < deadline, f"MariaDB did not start: {res.stderr}"
+        time.sleep(1)
+    _run(*base, "up", "-d")
+    port = int(_run(*base, "port", "waweb", "443").stdout.strip().rsplit(":", 1)[1])
+    deadline = time.monotonic() + 120
+    health: dict = {}
+    while time.monotonic() < deadline:
+        try:
+            status, body = _get(port, "/v1/health", "Apikey compose-key")
+        except OSError:
+            time.sleep(1)
+            continue
+        health = body.get("health", {}) if status == 200 else {}
+        roles = [h.get("role") for h in health.values()]
+        connected = [k for k, h in health.items() if h.get("role") == "coreapp"
+                     and h.get("gateway_status") == "connected"]
+        if roles.count("primary_master") == 1 and roles.count("secondary_master") == 1 \
+                and roles.count("coreapp") == 2 and len(connected) == 1:
+            break
+        time.sleep(1)
+    else:
+        pytest.fail(f"health never showed 1 primary master + 1 connected coreapp: {health}")
+    # Node names are HOSTNAME:CONTAINER_ID as in the documented health form.
+    assert all(k.split(":")[0] in {"master1", "master2", "coreapp1", "coreapp2"} for k in health)
+    # The running version is visible, and the webapp's logs land in /var/log/whatsapp.
+    status, _ = _get(port, "/v1/support", "Apikey compose-key")
+    assert status == 401, "support needs an admin token, not the API key"
+    res = _run("docker", "exec", f"{project}-waweb", "ls", "/var/log/whatsapp")
+    assert {"web.log", "access.log", "error.log", "archive"} <= set(res.stdout.split())
+    res = _run("docker", "exec", f"{project}-coreapp1", "sh", "-c",
+               "cat /opt/whatsapp/VERSION; ls /var/log/whatsapp; /opt/whatsapp/bin/cleanup.sh")
+    assert VERSION in res.stdout and "coreapp.log" in res.stdout and "cleanup: removed" in res.stdout
