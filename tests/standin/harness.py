@@ -111,7 +111,7 @@ class Cluster:
 
     def _spawn(self, name: str, kind: str, ports: tuple[int, ...], env: dict[str, str]) -> Proc:
         log = self.workdir / f"{name}.log"
-        env = {**env, "WA_NODE_ID": name, "WA_LOG_DIR": str(self.workdir / "logs" / name),
+        env = {**env, "WA_NODE_ID": env.get("WA_NODE_ID", name), "WA_LOG_DIR": str(self.workdir / "logs" / name),
                "WA_DATA_DIR": str(self.workdir / "data"), "WA_MEDIA_DIR": str(self.workdir / "media")}
         with open(log, "ab") as fh:
             popen = subprocess.Popen([sys.executable, "-m", "wabiz_standin"], env=env, stdout=fh,
