@@ -179,6 +179,14 @@ def test_compose_cluster_answers_health_with_one_primary_and_one_connected_corea
     assert status == 401, "support needs an admin token, not the API key"
     res = _run("docker", "exec", f"{project}-waweb", "ls", "/var/log/whatsapp")
     assert {"web.log", "access.log", "error.log", "archive"} <= set(res.stdout.split())
+    # Webapp rotation by logrotate: above 20 MB, compressed into archive/.
+    res = _run("docker", "exec", f"{project}-waweb", "sh", "-c",
+               "head -c 21000000 /dev/zero | tr '\\0' x >>/var/log/whatsapp/web.log && "
+               "logrotate -s /var/lib/whatsapp/logrotate.status /etc/whatsapp/logrotate-whatsapp-web && "
+               "ls /var/log/whatsapp/archive && stat -c %s /var/log/whatsapp/web.log")
+    out = res.stdout.split()
+    assert any(x.startswith("web.log-") and x.endswith(".gz") for x in out), res.stdout
+    assert int(out[-1]) < 1_000_000, "web.log was truncated after the copy"
     res = _run("docker", "exec", f"{project}-coreapp1", "sh", "-c",
                "cat /opt/whatsapp/VERSION; ls /var/log/whatsapp; /opt/whatsapp/bin/cleanup.sh")
     assert VERSION in res.stdout and "coreapp.log" in res.stdout and "cleanup: removed" in res.stdout
