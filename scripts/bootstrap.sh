@@ -83,4 +83,9 @@ if ! cmp -s "$here/scripts/get_pip_offline.py" "$cache"; then
   install -D -m 0644 "$here/scripts/get_pip_offline.py" "$cache"
   say "ansible-test pip bootstrap installed at $cache"
 fi
+# --- the working tree as the collection wabiz.cluster -------------------------------------------
+link=$here/.build/link/ansible_collections/wabiz/cluster
+if [ "$(readlink "$link" 2>/dev/null)" != "$here" ]; then
+  mkdir -p "$(dirname "$link")" && ln -sfn "$here" "$link"
+fi
 say "ready"
