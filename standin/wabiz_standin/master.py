@@ -50,6 +50,7 @@ class Master(BaseNode):
         self.is_primary = False
         self.epoch = 0
         self.last_renew_sent = 0.0  # monotonic time the last successful renew was sent
+        self.primary_since = 0.0  # monotonic time this master won the lease
         self.schema_ready = False
         self.pushed_revision = -1
         self.cycle_no = 0
@@ -88,6 +89,7 @@ class Master(BaseNode):
         await self.register()
         log.info("master started: lease ttl %.1fs, renew deadline %.1fs, DB heartbeat %.1fs, dead after %.1fs",
                  cfg.lease_ttl, cfg.renew_deadline, cfg.db_heartbeat, cfg.db_dead_after)
+        watchdog = asyncio.ensure_future(self.renew_deadline_watchdog())
         while not self.stopping.is_set():
             started = time.monotonic()
             try:
@@ -99,6 +101,15 @@ class Master(BaseNode):
             if self.is_primary and not self.primary_now():
                 self.demote("renew deadline passed")
             await self._sleep(self.loop_interval - (time.monotonic() - started))
+        watchdog.cancel()
+
+    async def renew_deadline_watchdog(self) -> None:
+        """Demote (and say so) the moment the renew deadline passes, even while the loop is
+        stuck in a database call: primary_now() already answers False from that moment."""
+        while not self.stopping.is_set():
+            if self.is_primary and not self.primary_now():
+                self.demote("renew deadline passed")
+            await asyncio.sleep(0.1)
 
     async def prepare_database(self) -> None:
         last_log = 0.0
@@ -157,7 +168,7 @@ class Master(BaseNode):
             log.warning("lease acquire failed: %s", exc)
             return
         if epoch:
-            self.is_primary, self.epoch, self.last_renew_sent = True, epoch, sent
+            self.is_primary, self.epoch, self.last_renew_sent, self.primary_since = True, epoch, sent, sent
             self.pushed_revision = -1
             self.no_candidate_logged.clear()
             logs.state(log, "election", result="won", role="primary_master", epoch=epoch,
@@ -228,6 +239,7 @@ class Master(BaseNode):
                         and n.heartbeat_age < master_fresh}
         live_masters.add(self.cfg.node_id)
         mode = "heartbeat" if len(live_masters) >= 2 else "db"
+        tenure = time.monotonic() - self.primary_since
         best_ok: dict[str, float] = {}
         for master_id, node_id, ok_age, _attempt in observations:
             if master_id in live_masters and ok_age is not None:
@@ -241,7 +253,10 @@ class Master(BaseNode):
             if mode == "heartbeat":
                 silent = ok_age > unhealthy
             else:
-                silent = db_age > self.cfg.db_dead_after
+                # DB mode: a silence counts only once this primary has itself watched for a
+                # whole dead-after period; after a database stall (during which the old primary
+                # demoted itself) every heartbeat looks old, and must not read as a death.
+                silent = db_age > self.cfg.db_dead_after and tenure > self.cfg.db_dead_after
             eligible = db_age < self.cfg.db_dead_after and ok_age <= 2 * hb + 1
             out[n.node_id] = {"silent": silent, "eligible": eligible, "ok_age": ok_age, "db_age": db_age}
         return mode, out

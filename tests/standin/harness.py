@@ -14,6 +14,7 @@ import socket
 import ssl
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -56,6 +57,59 @@ def free_port() -> int:
 
 def engine_of(endpoint: Any) -> str:
     return "MYSQL" if endpoint.engine == "mysql" else "PGSQL"
+
+
+class StallProxy:
+    """A TCP proxy in front of the database that can stall: while paused, bytes are held (no
+    reset, no error), as when a database server hangs."""
+
+    def __init__(self, host: str, port: int) -> None:
+        self.upstream = (host, port)
+        self.sock = socket.socket()
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(100)
+        self.port = self.sock.getsockname()[1]
+        self.paused = threading.Event()
+        self.closed = threading.Event()
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while not self.closed.is_set():
+            try:
+                client, _ = self.sock.accept()
+            except OSError:
+                return
+            try:
+                server = socket.create_connection(self.upstream, timeout=5)
+                server.settimeout(None)
+            except OSError:
+                client.close()
+                continue
+            for a, b in ((client, server), (server, client)):
+                threading.Thread(target=self._relay, args=(a, b), daemon=True).start()
+
+    def _relay(self, src: socket.socket, dst: socket.socket) -> None:
+        try:
+            while True:
+                data = src.recv(65536)
+                if not data:
+                    break
+                while self.paused.is_set() and not self.closed.is_set():
+                    time.sleep(0.02)
+                dst.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for s in (src, dst):
+                try:
+                    s.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+
+    def close(self) -> None:
+        self.closed.set()
+        self.sock.close()
 
 
 def base_env(endpoint: Any, prefix: str) -> dict[str, str]:
@@ -101,10 +155,13 @@ class Cluster:
     prefix: str = field(default_factory=lambda: f"t{uuid.uuid4().hex[:8]}_")
     procs: dict[str, Proc] = field(default_factory=dict)
     token: str | None = None
+    db_port: int | None = None  # e.g. a StallProxy's port; None = the server's own
 
     # -- nodes ---------------------------------------------------------------------------
     def env(self, extra: dict[str, str] | None = None) -> dict[str, str]:
         env = base_env(self.endpoint, self.prefix)
+        if self.db_port:
+            env["WA_DB_PORT"] = str(self.db_port)
         env.update(self.timers)
         env.update(extra or {})
         return env

@@ -15,7 +15,7 @@ import urllib.request
 
 from wabiz_standin.schema import S
 
-from tests.standin.harness import Cluster, wait_for
+from tests.standin.harness import Cluster, StallProxy, wait_for
 
 HB, UNHEALTHY, FENCE, LEASE, DB_DEAD = 1.0, 4.0, 1.5, 3.0, 3.0
 
@@ -266,3 +266,48 @@ def test_no_acknowledged_message_lost_across_failovers(make_cluster) -> None:
     assert len(acked) > 50
     assert not lost, f"{len(lost)} acknowledged messages lost"
     assert len(set(acked)) == len(acked)
+
+
+def test_database_stall_demotes_the_primary_before_its_lease_lapses_without_failover(make_cluster, db_server) -> None:
+    """A hung database (bytes held, no error) for longer than the lease: the primary stops
+    acting at its renew deadline, before the lease can lapse; the owner coreapp self-fences;
+    after the stall a master takes a new epoch and the shard stays where it was."""
+    proxy = StallProxy(db_server.host, db_server.port)
+    c = make_cluster()
+    c.db_port = proxy.port
+    c.start(masters=2, coreapps=2, webapps=1)
+    try:
+        first = started(c)
+        c.login()
+        time.sleep(1.5)
+        st = c.storage()
+        owner, shard_epoch, lease_epoch = c.owners()[0], st.shard_map()[0].epoch, st.read_lease().epoch
+        watcher = RoleWatcher(c)
+        watcher.start()
+        proxy.paused.set()
+        t0 = time.monotonic()
+        wait_for(lambda: c.roles(timeout=0.3).get(first) == "secondary_master", LEASE, interval=0.1,
+                 what="the primary to demote itself")
+        demoted = time.monotonic() - t0
+        wait_for(lambda: (c.ping(owner) or {}).get("gateway_status") != "connected", LEASE, interval=0.1,
+                 what="the owner to self-fence")
+        fenced = time.monotonic() - t0
+        time.sleep(5.0 - (time.monotonic() - t0))
+        proxy.paused.clear()
+        wait_for(c.primary_master, 10, what="a primary after the stall")
+        wait_for(lambda: owner in c.connected_coreapps(), 10, what="the owner connected again")
+        time.sleep(2 * UNHEALTHY)
+        watcher.stop.set()
+        watcher.join()
+        print(f"DB stall 5s: primary demoted after {demoted:.2f}s (renew deadline 2s, lease {LEASE}s), "
+              f"owner self-fenced after {fenced:.2f}s (fence {FENCE}s)")
+        assert demoted < LEASE, "the primary stopped acting before its lease could lapse"
+        assert any("renew_deadline_passed" in x for x in c.procs[first].state_lines("demotion"))
+        assert not watcher.overlaps
+        assert st.read_lease().epoch > lease_epoch
+        assert c.owners()[0] == owner and st.shard_map()[0].epoch == shard_epoch, "the stall caused no failover"
+        assert c.send("15551230000")[0] == 201
+        st.close()
+    finally:
+        proxy.paused.clear()
+        proxy.close()
