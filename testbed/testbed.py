@@ -39,6 +39,19 @@ DB_IMAGES = {"mariadb": "wabiz/mariadb:10.11", "postgres": "wabiz/postgres:15"}
 NFS_IMAGE = "wabiz/nfs:ganesha"
 DEFAULT_SUBNET = "172.28.10.0/24"
 
+# Named layouts: the HA cluster of inventories/testbed (2 masters, 3 coreapps, 1 webapp on
+# separate machines; the database and NFS hosts come from --db and --nfs).
+LAYOUTS = {
+    "ha": [
+        "master1:wabiz_master,wabiz_nodes",
+        "master2:wabiz_master,wabiz_nodes",
+        "coreapp1:wabiz_coreapp,wabiz_nodes",
+        "coreapp2:wabiz_coreapp,wabiz_nodes",
+        "coreapp3:wabiz_coreapp,wabiz_nodes",
+        "webapp1:wabiz_webapp,wabiz_nodes",
+    ],
+}
+
 # What a nested-Docker host needs here (measured; --privileged fails on these machines).
 HOST_CAPS = ["SYS_ADMIN", "NET_ADMIN", "SYS_PTRACE", "MKNOD", "NET_RAW", "SETFCAP"]
 HOST_SECURITY = ["seccomp=unconfined", "apparmor=unconfined"]
@@ -82,9 +95,9 @@ def plan(hosts: list[str], db: str | None, nfs: bool, subnet: str) -> list[Machi
     if db:
         if db not in DB_IMAGES:
             raise SystemExit(f"unknown database '{db}': choose one of {', '.join(DB_IMAGES)}")
-        machines.append(Machine("db", "db", str(net[5]), ["database"], DB_IMAGES[db]))
+        machines.append(Machine("db", "db", str(net[5]), ["database", "wabiz_database"], DB_IMAGES[db]))
     if nfs:
-        machines.append(Machine("nfs", "nfs", str(net[6]), ["nfs_server"], NFS_IMAGE))
+        machines.append(Machine("nfs", "nfs", str(net[6]), ["nfs_server", "wabiz_nfs"], NFS_IMAGE))
     for i, spec in enumerate(hosts):
         name, _, groups = spec.partition(":")
         if not name or name in seen or name in ("db", "nfs"):
@@ -273,6 +286,7 @@ def main(argv: list[str]) -> int:
     u = sub.add_parser("up", help="create (or start) a testbed")
     u.add_argument("name")
     u.add_argument("--host", action="append", default=[], metavar="NAME[:GROUP,...]")
+    u.add_argument("--layout", choices=sorted(LAYOUTS), help="a named set of hosts (added to --host)")
     u.add_argument("--db", choices=sorted(DB_IMAGES))
     u.add_argument("--nfs", action="store_true")
     u.add_argument("--subnet", default=DEFAULT_SUBNET)
@@ -287,7 +301,7 @@ def main(argv: list[str]) -> int:
     d.add_argument("--all", action="store_true")
     args = ap.parse_args(argv)
     if args.cmd == "up":
-        up(args.name, args.host, args.db, args.nfs, args.subnet)
+        up(args.name, LAYOUTS.get(args.layout, []) + args.host, args.db, args.nfs, args.subnet)
     elif args.cmd == "load":
         load_images(args.name, args.images, args.hosts.split(",") if args.hosts else None)
     elif args.cmd == "inventory":

@@ -61,3 +61,22 @@ def test_two_hosts_on_one_address_with_the_same_ports_clash():
     lay["c2"]["address"] = "10.0.0.3"
     problems = layout_problems(lay, shards=1, engine="mysql")
     assert any("Port 6250 on 10.0.0.3" in p for p in problems), problems
+
+
+def test_layouts_read_the_whole_inventory_with_defaults_for_unset_values():
+    from ansible_collections.wabiz.cluster.plugins.filter.cluster_layouts import cluster_layouts
+
+    groups = {"wabiz_nodes": ["m1", "c1"], "wabiz_master": ["m1"], "wabiz_coreapp": ["c1", "c2"],
+              "wabiz_webapp": ["m1"]}
+    hostvars = {"m1": {"ansible_host": "10.0.0.1"},
+                "c1": {"testbed_address": "10.0.0.2", "wabiz_coreapp_instances": 2},
+                "c2": {"wabiz_external_hostname": "c2.example", "wabiz_node_base_port": 7000}}
+    defaults = {"wabiz_master_instances": 1, "wabiz_coreapp_instances": 1, "wabiz_webapp_instances": 1,
+                "wabiz_node_base_port": 6250, "wabiz_webapp_port": 9090}
+    lay = cluster_layouts(groups, hostvars, defaults)
+    assert list(lay) == ["m1", "c1", "c2"]
+    assert lay["m1"]["kinds"] == ["master", "webapp"] and lay["m1"]["address"] == "10.0.0.1"
+    assert lay["c1"]["instances"]["coreapp"] == 2 and lay["c1"]["address"] == "10.0.0.2"
+    assert lay["c2"]["base_port"] == 7000 and lay["c2"]["address"] == "c2.example"
+    problems = layout_problems(lay, shards=1, engine="mysql")
+    assert any("at least 2 masters" in p for p in problems)

@@ -1,0 +1,86 @@
+# -*- coding: utf-8 -*-
+# Copyright: wabiz.cluster contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Collect the cluster layout that an inventory describes, for wabiz.cluster.layout_problems."""
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+name: cluster_layouts
+author: wabiz.cluster maintainers
+version_added: 0.1.0
+short_description: The per-host layout of the cluster an inventory describes
+description:
+  - For every host of the groups C(wabiz_nodes), C(wabiz_master), C(wabiz_coreapp) and C(wabiz_webapp),
+    returns its node kinds, container counts, first ports and address, taking each setting from the
+    host's inventory variables and else from O(defaults).
+  - Reads the whole inventory, not only the hosts of the current run, so a run with C(--limit) is
+    judged against the whole cluster.
+positional: _input, hostvars, defaults
+options:
+  _input:
+    description: The C(groups) magic variable.
+    type: dict
+    required: true
+  hostvars:
+    description: The C(hostvars) magic variable.
+    type: dict
+    required: true
+  defaults:
+    description:
+      - Values for hosts that do not set them, with keys C(wabiz_master_instances),
+        C(wabiz_coreapp_instances), C(wabiz_webapp_instances), C(wabiz_node_base_port), C(wabiz_webapp_port).
+    type: dict
+    required: true
+"""
+
+EXAMPLES = r"""
+- name: Judge the inventory
+  ansible.builtin.debug:
+    msg: "{{ groups | wabiz.cluster.cluster_layouts(hostvars, defaults) | wabiz.cluster.layout_problems(shards=1, engine='mysql') }}"
+"""
+
+RETURN = r"""
+_value:
+  description: Host name to layout (C(kinds), C(instances), C(base_port), C(webapp_port), C(address)).
+  type: dict
+"""
+
+KINDS = ("master", "coreapp", "webapp")
+
+
+def _get(hv, key, default):
+    try:
+        value = hv[key]
+    except (KeyError, TypeError):
+        return default
+    return default if value is None else value
+
+
+def cluster_layouts(groups, hostvars, defaults):
+    """Host name -> layout dict for every cluster node host of the inventory."""
+    members = {kind: list(groups.get("wabiz_" + kind, []) or []) for kind in KINDS}
+    hosts = []
+    for name in list(groups.get("wabiz_nodes", []) or []) + [h for kind in KINDS for h in members[kind]]:
+        if name not in hosts:
+            hosts.append(name)
+    out = {}
+    for host in hosts:
+        hv = hostvars[host]
+        out[host] = {
+            "kinds": [kind for kind in KINDS if host in members[kind]],
+            "instances": {kind: int(_get(hv, "wabiz_%s_instances" % kind, defaults["wabiz_%s_instances" % kind]))
+                          for kind in KINDS},
+            "base_port": int(_get(hv, "wabiz_node_base_port", defaults["wabiz_node_base_port"])),
+            "webapp_port": int(_get(hv, "wabiz_webapp_port", defaults["wabiz_webapp_port"])),
+            "address": str(_get(hv, "wabiz_external_hostname", None) or _get(hv, "testbed_address", None)
+                           or _get(hv, "ansible_host", None) or host),
+        }
+    return out
+
+
+class FilterModule(object):
+    """wabiz.cluster inventory filters."""
+
+    def filters(self):
+        return {"cluster_layouts": cluster_layouts}
