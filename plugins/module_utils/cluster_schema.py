@@ -444,3 +444,16 @@ def statement(engine: str, name: str) -> str:
     """The SQL text of a named statement for an engine (see the comments in _statements for
     each statement's parameters and columns)."""
     return _STATEMENTS[normalize_engine(engine)][name]
+
+
+# --- Cluster modules' block (issue 5; owned by plugins/modules/{shard_table,failover_check,
+# app_settings,message_gc}). Only additions; nothing above is changed. ---------------------------
+# message_gc's mark_read: the WhatsApp guide says incoming messages that are not marked read are
+# kept by the garbage collection, so mark them read first. The stand-in stores outgoing messages
+# only (sent -> delivered); an incoming message not yet read would carry status "received".
+STATUS_INCOMING_UNREAD = "received"
+MODULE_MARK_INCOMING_READ = "module_mark_incoming_read"
+for _e in ENGINES:
+    _STATEMENTS[_e][MODULE_MARK_INCOMING_READ] = (
+        "UPDATE %s SET status = 'read' WHERE status = '%s'" % (T_MESSAGES, STATUS_INCOMING_UNREAD))
+STATEMENT_NAMES = tuple(sorted(_STATEMENTS[MYSQL]))

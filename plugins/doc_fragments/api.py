@@ -1,0 +1,72 @@
+# -*- coding: utf-8 -*-
+# Copyright: wabiz.cluster maintainers
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+
+class ModuleDocFragment(object):
+    # The REST API login options (module_utils._api.api_argument_spec).
+    DOCUMENTATION = r"""
+options:
+  api_url:
+    description:
+      - Base URL of a webapp of the cluster, for example V(https://wa.example.internal:9090).
+      - A URL without a scheme gets C(https://).
+    type: str
+    required: true
+  api_username:
+    description:
+      - User of the REST API that logs in with HTTP Basic auth to get a Bearer token.
+    type: str
+    default: admin
+  api_password:
+    description:
+      - Password of O(api_username). Never shown in output or messages.
+      - On a fresh cluster this is the initial password (C(secret)) and O(api_new_password) must be set,
+        because the first login must change it.
+    type: str
+  api_new_password:
+    description:
+      - The password to set at the first login (8 to 64 characters).
+      - When O(api_password) is refused but O(api_new_password) is accepted, the password was already
+        changed (by an earlier run) and the module carries on: the first login is idempotent.
+    type: str
+  api_key:
+    description:
+      - The webapp's C(WA_API_KEY), sent as C(Authorization: Apikey KEY) to the endpoints that accept it
+        (C(/v1/health), stats, metrics). Other calls still need O(api_password) or O(api_token).
+    type: str
+  api_token:
+    description:
+      - A Bearer token obtained earlier. When the API refuses it and a password is set, the module logs in again.
+    type: str
+  api_token_cache:
+    description:
+      - File where the Bearer token is kept (mode C(0600)) and reused by later tasks until a day before it
+        expires, so that each task does not log in again. Keyed by O(api_url) and O(api_username).
+      - Without it the token is reused only within one task.
+    type: path
+  validate_certs:
+    description:
+      - Verify the webapp's TLS certificate. Set to V(false) only for a test cluster with a self-signed certificate.
+    type: bool
+    default: true
+  ca_path:
+    description:
+      - PEM file of the CA (or the self-signed certificate) to verify the webapp's certificate with.
+    type: path
+  api_timeout:
+    description:
+      - Seconds to wait for each API answer.
+    type: float
+    default: 10
+  api_retries:
+    description:
+      - How many times a request is retried after a connection error or a C(503) answer (with back-off).
+        TLS verification failures are never retried.
+    type: int
+    default: 2
+"""

@@ -1,0 +1,48 @@
+# -*- coding: utf-8 -*-
+# Copyright: wabiz.cluster maintainers
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+
+class ModuleDocFragment(object):
+    # The cluster database options (module_utils._clusterdb.cluster_db_argument_spec).
+    DOCUMENTATION = r"""
+options:
+  db_engine:
+    description:
+      - Engine of the cluster database (the cluster's C(WA_DB_ENGINE)).
+    type: str
+    choices: [mysql, postgresql]
+  db_host:
+    description:
+      - Host name or address of the database server, as this host reaches it.
+    type: str
+    default: 127.0.0.1
+  db_port:
+    description:
+      - TCP port of the database server. Defaults to V(3306) (MySQL) or V(5432) (PostgreSQL).
+    type: int
+  db_user:
+    description:
+      - Database user. Read access to the cluster database is enough except where a module says otherwise.
+    type: str
+  db_password:
+    description:
+      - Password of O(db_user). Never shown in output or messages.
+    type: str
+  db_name_prefix:
+    description:
+      - The cluster's C(WA_DB_NAME_PREFIX); the cluster database is C(<prefix>waent).
+    type: str
+    default: ""
+  db_connect_timeout:
+    description:
+      - Seconds to wait for the database connection.
+    type: float
+    default: 5
+requirements:
+  - PyMySQL (for O(db_engine=mysql)) or psycopg2 (for O(db_engine=postgresql)) on the host that runs the module.
+"""

@@ -1,0 +1,391 @@
+# -*- coding: utf-8 -*-
+# Copyright: wabiz.cluster maintainers
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The one REST client of the collection for the WhatsApp Business API client's webapp.
+
+- Logs in with HTTP Basic auth (``POST /v1/users/login``) and reuses the Bearer token it gets:
+  within one module run always, across runs when ``api_token_cache`` names a file (kept 0600).
+  The first login of a fresh cluster must set a new password (``api_new_password``); a later
+  run with the same options logs in with the new password (idempotent first login).
+- ``Apikey`` authentication (``api_key``) for the endpoints that accept it (health, stats,
+  metrics); ``api_token`` to use a token obtained elsewhere.
+- TLS verification with ``validate_certs`` and a CA bundle (``ca_path``); timeouts; retries
+  with back-off on connection errors and 503 answers.
+- Every failure is an ApiError with a ``kind`` (``unreachable``, ``tls``, ``timeout``,
+  ``auth``, ``password_change_required``, ``forbidden``, ``not_found``, ``invalid``,
+  ``unavailable``, ``http``, ``bad_response``) and one sentence that never holds a secret.
+
+Only ansible.module_utils.urls (open_url) is used: the hosts may lack ``requests``.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import base64
+import hashlib
+import json
+import os
+import socket
+import ssl
+import tempfile
+import time
+
+from ansible.module_utils.six.moves.urllib.error import HTTPError, URLError
+from ansible.module_utils.urls import open_url
+
+try:
+    from ansible.module_utils.urls import SSLValidationError
+except ImportError:  # pragma: no cover
+    SSLValidationError = ssl.SSLError
+
+TOKEN_REFRESH_MARGIN = 300  # seconds: a cached token this close to expiry is renewed
+
+
+def api_argument_spec():
+    """The REST API login options every cluster module shares (doc fragment wabiz.cluster.api)."""
+    return dict(
+        api_url=dict(type="str", required=True),
+        api_username=dict(type="str", default="admin"),
+        api_password=dict(type="str", no_log=True),
+        api_new_password=dict(type="str", no_log=True),
+        api_key=dict(type="str", no_log=True),
+        api_token=dict(type="str", no_log=True),
+        api_token_cache=dict(type="path"),
+        validate_certs=dict(type="bool", default=True),
+        ca_path=dict(type="path"),
+        api_timeout=dict(type="float", default=10.0),
+        api_retries=dict(type="int", default=2),
+    )
+
+
+class ApiError(Exception):
+    def __init__(self, kind, msg, status=None, code=None, body=None):
+        super(ApiError, self).__init__(msg)
+        self.kind = kind
+        self.msg = msg
+        self.status = status
+        self.code = code
+        self.body = body
+
+    def as_result(self):
+        out = {"failure_kind": self.kind}
+        if self.status is not None:
+            out["status"] = self.status
+        return out
+
+
+def _error_detail(body):
+    """(code, 'title: details') of a WhatsApp-style error body, else (None, '')."""
+    if isinstance(body, dict):
+        errors = body.get("errors")
+        if isinstance(errors, list) and errors and isinstance(errors[0], dict):
+            e = errors[0]
+            text = str(e.get("title") or "")
+            if e.get("details"):
+                text = "%s: %s" % (text, e["details"]) if text else str(e["details"])
+            return e.get("code"), text
+        if body.get("error"):
+            return None, str(body["error"])
+    return None, ""
+
+
+def map_http_error(method, url, status, body):
+    """The ApiError for an HTTP error answer (pure: unit-tested over the API's error shapes)."""
+    code, detail = _error_detail(body)
+    where = "%s %s" % (method, url)
+    said = (" (%s)" % detail) if detail else ""
+    if status == 401:
+        return ApiError("auth", "%s was refused: not authenticated%s. Check api_username and api_password "
+                        "(or api_key / api_token)." % (where, said), status, code, body)
+    if status == 400 and "password change required" in detail.lower():
+        return ApiError("password_change_required",
+                        "the API requires a new password at the first login: set api_new_password (8 to 64 "
+                        "characters)%s." % said, status, code, body)
+    if status == 403:
+        return ApiError("forbidden", "%s was refused: this user may not do that%s." % (where, said), status, code,
+                        body)
+    if status == 404:
+        return ApiError("not_found", "%s: no such resource%s." % (where, said), status, code, body)
+    if status == 400:
+        return ApiError("invalid", "%s was refused as invalid%s." % (where, said), status, code, body)
+    if status == 503:
+        return ApiError("unavailable", "%s: the service is not ready%s." % (where, said), status, code, body)
+    return ApiError("http", "%s failed with HTTP %s%s." % (where, status, said), status, code, body)
+
+
+def map_transport_error(method, url, exc, ca_path=None):
+    """The ApiError for an exception raised before any HTTP answer."""
+    reason = getattr(exc, "reason", exc)
+    text = str(reason)
+    if isinstance(reason, (ssl.SSLError, ssl.CertificateError)) or isinstance(exc, SSLValidationError) \
+            or "CERTIFICATE_VERIFY_FAILED" in text or "certificate verify failed" in text:
+        hint = ("the CA in ca_path (%s) did not verify it" % ca_path) if ca_path else \
+            "set ca_path to the CA that signed the webapp's certificate, or validate_certs=false for a test cluster"
+        return ApiError("tls", "TLS verification of %s failed: %s; %s." % (url, text, hint))
+    if isinstance(reason, socket.timeout) or isinstance(exc, socket.timeout) or "timed out" in text:
+        return ApiError("timeout", "%s %s timed out: %s." % (method, url, text))
+    return ApiError("unreachable", "cannot reach the API at %s: %s (is the webapp running, and are api_url's host "
+                    "and port right?)." % (url, text))
+
+
+class WabizApi(object):
+    """A small client of one webapp. ``params`` are the options of api_argument_spec();
+    ``opener`` (for tests) replaces open_url."""
+
+    def __init__(self, params, opener=None, sleep=time.sleep):
+        self.base = params["api_url"].rstrip("/")
+        if not self.base.startswith(("http://", "https://")):
+            self.base = "https://" + self.base
+        self.username = params.get("api_username") or "admin"
+        self.password = params.get("api_password")
+        self.new_password = params.get("api_new_password")
+        self.api_key = params.get("api_key")
+        self.token = params.get("api_token")
+        self.token_cache = params.get("api_token_cache")
+        self.validate_certs = params.get("validate_certs", True)
+        self.ca_path = params.get("ca_path")
+        self.timeout = float(params.get("api_timeout") or 10)
+        self.retries = max(0, int(params.get("api_retries") if params.get("api_retries") is not None else 2))
+        self.open = opener or open_url
+        self.sleep = sleep
+        self.logins = 0  # how many times this run logged in (0 = a token was reused)
+        self.token_source = "option" if self.token else None
+        self.password_changed = False
+
+    # -- transport ------------------------------------------------------------------------
+    def url(self, path):
+        return self.base + path
+
+    def raw(self, method, path, body=None, headers=None, timeout=None, base=None):
+        """(status, parsed JSON or text) of one request with retries; raises ApiError on transport
+        failures (after the retries) but returns HTTP error answers as they are."""
+        url = (base.rstrip("/") if base else self.base) + path
+        data = json.dumps(body).encode("utf-8") if body is not None else None
+        hdrs = {"Accept": "application/json"}
+        if data is not None:
+            hdrs["Content-Type"] = "application/json"
+        hdrs.update(headers or {})
+        attempt = 0
+        while True:
+            try:
+                resp = self.open(url, data=data, headers=hdrs, method=method, timeout=timeout or self.timeout,
+                                 validate_certs=self.validate_certs, ca_path=self.ca_path,
+                                 follow_redirects="none", use_proxy=False, force_basic_auth=False)
+                status, payload = getattr(resp, "status", None) or resp.getcode(), resp.read()
+            except HTTPError as exc:
+                status = exc.code
+                try:
+                    payload = exc.read()
+                except Exception:
+                    payload = b""
+            except (URLError, socket.error, socket.timeout, ssl.SSLError, SSLValidationError, ConnectionError) \
+                    as exc:
+                err = map_transport_error(method, url, exc, self.ca_path)
+                if err.kind != "tls" and attempt < self.retries:
+                    attempt += 1
+                    self.sleep(min(2.0, 0.3 * 2 ** attempt))
+                    continue
+                raise err from None
+            parsed = _parse(payload)
+            if status == 503 and attempt < self.retries:
+                attempt += 1
+                self.sleep(min(2.0, 0.3 * 2 ** attempt))
+                continue
+            return status, parsed
+
+    # -- auth -----------------------------------------------------------------------------
+    def _cache_key(self):
+        return hashlib.sha256(("%s\n%s" % (self.base, self.username)).encode("utf-8")).hexdigest()
+
+    def _read_cache(self):
+        if not self.token_cache or not os.path.exists(self.token_cache):
+            return {}
+        try:
+            with open(self.token_cache) as fh:
+                data = json.load(fh)
+            return data if isinstance(data, dict) else {}
+        except (IOError, OSError, ValueError):
+            return {}
+
+    def _write_cache(self, token, expires):
+        if not self.token_cache:
+            return
+        data = self._read_cache()
+        data[self._cache_key()] = {"token": token, "expires": expires}
+        self._write_cache_all(data)
+
+    def _drop_cache(self):
+        data = self._read_cache()
+        if data.pop(self._cache_key(), None) is not None:
+            self._write_cache_all(data)
+
+    def _write_cache_all(self, data):
+        """Atomic 0600 write of the token cache (it holds secrets)."""
+        folder = os.path.dirname(os.path.abspath(self.token_cache))
+        if not os.path.isdir(folder):
+            os.makedirs(folder, 0o700)
+        fd, tmp = tempfile.mkstemp(dir=folder, prefix=".wabiz-token-")
+        try:
+            os.fchmod(fd, 0o600)
+            with os.fdopen(fd, "w") as fh:
+                json.dump(data, fh)
+            os.rename(tmp, self.token_cache)
+        except Exception:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+            raise
+
+    def cached_token(self):
+        entry = self._read_cache().get(self._cache_key())
+        if isinstance(entry, dict) and entry.get("token") and float(entry.get("expires", 0)) > \
+                time.time() + TOKEN_REFRESH_MARGIN:
+            return entry["token"]
+        return None
+
+    def _basic(self, password):
+        cred = ("%s:%s" % (self.username, password)).encode("utf-8")
+        return "Basic " + base64.b64encode(cred).decode("ascii")
+
+    def login(self):
+        """Log in with Basic auth and return the Bearer token. Handles the first login: when the API
+        requires a new password, sends api_new_password; when api_password is refused but
+        api_new_password is accepted, the password was changed by an earlier run."""
+        if not self.password and not self.new_password:
+            raise ApiError("auth", "this call needs a Bearer token: set api_password (or api_token).")
+        attempts = []
+        if self.password:
+            attempts.append((self.password, None))
+        if self.new_password:
+            attempts.append((self.new_password, None))
+        last = None
+        for password, body in attempts:
+            status, payload = self.raw("POST", "/v1/users/login", body, {"Authorization": self._basic(password)})
+            if status == 200:
+                return self._got_token(payload)
+            err = map_http_error("POST", self.url("/v1/users/login"), status, payload)
+            if err.kind == "password_change_required":
+                if not self.new_password or password == self.new_password:
+                    raise err
+                status, payload = self.raw("POST", "/v1/users/login", {"new_password": self.new_password},
+                                           {"Authorization": self._basic(password)})
+                if status == 200:
+                    self.password_changed = True
+                    return self._got_token(payload)
+                err = map_http_error("POST", self.url("/v1/users/login"), status, payload)
+                raise err
+            if err.kind != "auth":
+                raise err
+            last = err
+        raise ApiError("auth", "the API refused the login of user '%s': wrong password (tried api_password%s)."
+                       % (self.username, " and api_new_password" if self.new_password else ""),
+                       last.status if last else 401, last.code if last else None)
+
+    def _got_token(self, payload):
+        try:
+            token = payload["users"][0]["token"]
+        except (KeyError, IndexError, TypeError):
+            raise ApiError("bad_response", "the login answer holds no token: %r" % (_short(payload),)) from None
+        self.logins += 1
+        self.token = token
+        self.token_source = "login"
+        # The API says the token lasts 7 days; keep a day of margin without parsing its date.
+        self._write_cache(token, time.time() + 6 * 86400)
+        return token
+
+    def bearer(self):
+        if self.token:
+            return self.token
+        cached = self.cached_token()
+        if cached:
+            self.token, self.token_source = cached, "cache"
+            return cached
+        return self.login()
+
+    # -- calls ----------------------------------------------------------------------------
+    def call(self, method, path, body=None, apikey_ok=False, expect=(200, 201)):
+        """JSON body of a successful call; ApiError otherwise. Uses Apikey when allowed and set,
+        else a Bearer token (logging in once more when a reused token was refused)."""
+        if apikey_ok and self.api_key:
+            status, payload = self.raw(method, path, body, {"Authorization": "Apikey %s" % self.api_key})
+        else:
+            status, payload = self.raw(method, path, body, {"Authorization": "Bearer %s" % self.bearer()})
+            if status == 401 and self.token_source in ("cache", "option") and \
+                    (self.password or self.new_password):
+                self._drop_cache()
+                self.token = None
+                status, payload = self.raw(method, path, body, {"Authorization": "Bearer %s" % self.login()})
+        if status in expect:
+            if not isinstance(payload, dict):
+                raise ApiError("bad_response", "%s %s answered %s with a body that is not a JSON object: %r"
+                               % (method, self.url(path), status, _short(payload)), status)
+            return payload
+        raise map_http_error(method, self.url(path), status, payload)
+
+
+def _parse(payload):
+    if isinstance(payload, bytes):
+        payload = payload.decode("utf-8", "replace")
+    if not payload:
+        return {}
+    try:
+        return json.loads(payload)
+    except ValueError:
+        return payload
+
+
+def _short(value, limit=200):
+    text = value if isinstance(value, str) else repr(value)
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
+def http_json(url, timeout, opener=None):
+    """GET a plain-HTTP JSON endpoint (a node's healthcheck port): (status, body or None, error
+    sentence or None, seconds taken). Never raises."""
+    opener = opener or open_url
+    started = time.time()
+    try:
+        resp = opener(url, method="GET", timeout=timeout, use_proxy=False, follow_redirects="none")
+        status, body = getattr(resp, "status", None) or resp.getcode(), _parse(resp.read())
+        return status, body if isinstance(body, dict) else None, None, time.time() - started
+    except HTTPError as exc:
+        return exc.code, None, "HTTP %s" % exc.code, time.time() - started
+    except Exception as exc:  # a probe reports any failure, it never raises
+        reason = getattr(exc, "reason", exc)
+        return None, None, str(reason) or type(exc).__name__, time.time() - started
+
+
+def parallel(calls, timeout):
+    """Run ``{key: zero-argument callable}`` in parallel threads; ``{key: result}``. Each callable
+    must bound its own time (probes pass ``timeout`` to the socket); ``timeout`` bounds the whole."""
+    from concurrent.futures import ThreadPoolExecutor, wait
+
+    if not calls:
+        return {}
+    pool = ThreadPoolExecutor(max_workers=min(32, len(calls)))
+    try:
+        futures = dict((pool.submit(fn), key) for key, fn in calls.items())
+        done, _ = wait(list(futures), timeout=timeout)
+        out = {}
+        for fut, key in futures.items():
+            if fut in done:
+                try:
+                    out[key] = fut.result()
+                except Exception as exc:  # reported, never raised
+                    out[key] = exc
+            else:
+                out[key] = None
+        return out
+    finally:
+        pool.shutdown(wait=False)
+
+
+def probe_node(host, port, timeout, opener=None):
+    """Probe a master's or coreapp's healthcheck port (``GET /health``): a dict with ``ok``,
+    ``role``, ``gateway_status``, ``node_id``, ``error``, ``seconds``."""
+    status, body, err, took = http_json("http://%s:%s/health" % (host, port), timeout, opener)
+    if body is not None and status == 200:
+        return {"ok": True, "node_id": body.get("node_id"), "role": body.get("role"),
+                "gateway_status": body.get("gateway_status"), "error": None, "seconds": round(took, 3)}
+    return {"ok": False, "node_id": None, "role": None, "gateway_status": None,
+            "error": err or ("HTTP %s" % status), "seconds": round(took, 3)}
