@@ -1,0 +1,182 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: wabiz.cluster maintainers
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+DOCUMENTATION = r"""
+---
+module: app_settings
+short_description: Manage the application settings of a WhatsApp Business API client cluster
+version_added: 0.1.0
+description:
+  - Reads C(GET /v1/settings/application), compares it with the values given and sends only the
+    values that differ with C(PATCH /v1/settings/application); then reads the settings back and
+    reports RV(changed) from what it read.
+  - Before anything is sent, checks that the resulting settings are sane
+    (C(1 <= heartbeat_interval < unhealthy_interval)); values not given keep their current value
+    in that check.
+  - The webapp forwards the change to the primary master, which stores it under its lease and
+    pushes it to every node.
+author:
+  - wabiz.cluster maintainers
+extends_documentation_fragment:
+  - ansible.builtin.action_common_attributes
+  - wabiz.cluster.api
+attributes:
+  check_mode:
+    support: full
+    details: Reads the settings and reports what would change, without sending the change.
+  diff_mode:
+    support: full
+    details: Shows the settings before and after.
+  idempotent:
+    support: full
+  platform:
+    platforms: posix
+options:
+  heartbeat_interval:
+    description:
+      - Seconds between the masters' heartbeats to the coreapps (the API's default is V(5)).
+    type: int
+  unhealthy_interval:
+    description:
+      - Seconds without a heartbeat answer after which a coreapp is considered dead and its shard is
+        moved (the API's default is V(30)). Must be greater than O(heartbeat_interval).
+    type: int
+  settings:
+    description:
+      - Other application settings, by name, sent as they are.
+      - O(heartbeat_interval) and O(unhealthy_interval) take precedence over the same keys here.
+    type: dict
+    default: {}
+notes:
+  - Needs an admin login (O(api_password) or O(api_token)); an API key is not enough.
+seealso:
+  - module: wabiz.cluster.failover_check
+"""
+
+EXAMPLES = r"""
+- name: Detect a dead coreapp within 20 seconds
+  wabiz.cluster.app_settings:
+    api_url: https://wa.example.internal:9090
+    api_password: "{{ vault_wa_api_password }}"
+    api_token_cache: ~/.cache/wabiz/tokens.json
+    ca_path: /etc/wabiz/webapp-ca.pem
+    heartbeat_interval: 5
+    unhealthy_interval: 20
+
+- name: First run on a fresh cluster (the first login changes the password)
+  wabiz.cluster.app_settings:
+    api_url: https://127.0.0.1:9090
+    api_password: secret
+    api_new_password: "{{ vault_wa_api_password }}"
+    validate_certs: false
+    heartbeat_interval: 5
+    unhealthy_interval: 30
+"""
+
+RETURN = r"""
+settings:
+  description: The application settings after the run (in check mode, as they would be).
+  returned: success
+  type: dict
+  sample: {heartbeat_interval: 5, unhealthy_interval: 20}
+before:
+  description: The application settings before the run.
+  returned: success
+  type: dict
+  sample: {heartbeat_interval: 5, unhealthy_interval: 30}
+changes:
+  description: The values sent (or, in check mode, that would be sent).
+  returned: success
+  type: dict
+  sample: {unhealthy_interval: 20}
+failure_kind:
+  description: Why the module failed (C(unreachable), C(auth), C(invalid), C(tls), C(not_applied)...).
+  returned: failure
+  type: str
+  sample: auth
+"""
+
+from ansible.module_utils.basic import AnsibleModule
+from ansible_collections.wabiz.cluster.plugins.module_utils._api import ApiError, WabizApi, api_argument_spec
+
+
+def desired_values(params):
+    want = dict(params.get("settings") or {})
+    for key in ("heartbeat_interval", "unhealthy_interval"):
+        if params.get(key) is not None:
+            want[key] = params[key]
+    return want
+
+
+def plan(current, want):
+    """(changes, resulting settings, problem sentence or None); pure, unit-tested."""
+    changes = dict((k, v) for k, v in want.items() if current.get(k) != v)
+    after = dict(current)
+    after.update(changes)
+    hb, uh = after.get("heartbeat_interval"), after.get("unhealthy_interval")
+    problem = None
+    for key, value in (("heartbeat_interval", hb), ("unhealthy_interval", uh)):
+        if value is not None and (not isinstance(value, int) or isinstance(value, bool)):
+            problem = "%s must be a whole number of seconds, not %r" % (key, value)
+    if problem is None and hb is not None and hb < 1:
+        problem = "heartbeat_interval must be at least 1 second (got %s)" % hb
+    if problem is None and hb is not None and uh is not None and uh <= hb:
+        problem = ("unhealthy_interval (%s s) must be greater than heartbeat_interval (%s s): a coreapp would be "
+                   "declared dead before it could answer one heartbeat" % (uh, hb))
+    return changes, after, problem
+
+
+def as_text(settings):
+    return "".join("%s: %s\n" % (k, settings[k]) for k in sorted(settings))
+
+
+def read(api):
+    body = api.call("GET", "/v1/settings/application")
+    app = (body.get("settings") or {}).get("application")
+    if not isinstance(app, dict):
+        raise ApiError("bad_response", "GET /v1/settings/application answered without settings.application")
+    return app
+
+
+def main():
+    argument_spec = api_argument_spec()
+    argument_spec.update(
+        heartbeat_interval=dict(type="int"),
+        unhealthy_interval=dict(type="int"),
+        settings=dict(type="dict", default={}),
+    )
+    module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True,
+                           required_one_of=[("api_password", "api_new_password", "api_token"),
+                                            ("heartbeat_interval", "unhealthy_interval", "settings")])
+    api = WabizApi(module.params)
+    try:
+        before = read(api)
+        changes, after, problem = plan(before, desired_values(module.params))
+        if problem:
+            module.fail_json(msg="refusing to change the settings: %s." % problem, failure_kind="invalid",
+                             before=before)
+        if changes and not module.check_mode:
+            api.call("PATCH", "/v1/settings/application", changes)
+            after = read(api)
+            missed = dict((k, after.get(k)) for k, v in changes.items() if after.get(k) != v)
+            if missed:
+                module.fail_json(msg="the API accepted the change but reads back %s" % missed,
+                                 failure_kind="not_applied", before=before, settings=after)
+    except ApiError as exc:
+        module.fail_json(msg=exc.msg, **exc.as_result())
+    changed = bool(changes) if module.check_mode else after != before
+    result = dict(changed=changed, settings=after, before=before, changes=changes)
+    if module._diff:
+        result["diff"] = {"before": as_text(before), "after": as_text(after),
+                          "before_header": "settings/application", "after_header": "settings/application"}
+    module.exit_json(**result)
+
+
+if __name__ == "__main__":
+    main()
