@@ -16,10 +16,10 @@ __metaclass__ = type
 import ctypes
 import ctypes.util
 import os
+import signal
 import socket
-import subprocess
-import sys
 import tempfile
+import time
 import uuid
 
 from ansible_collections.wabiz.cluster.plugins.module_utils import _files
@@ -257,54 +257,73 @@ def module_paths(release):
 
 # --- read-write probe on a mounted share ------------------------------------------------------
 
-_PROBE_SCRIPT = r"""
-import os, sys
-path, token = sys.argv[1], sys.argv[2]
-name = os.path.join(path, %r + token)
-try:
-    with open(name, "w") as f:
-        f.write(token)
-        f.flush()
-        os.fsync(f.fileno())
-except OSError as e:
-    sys.stderr.write("write %%s: %%s" %% (name, e)); sys.exit(2)
-try:
-    with open(name) as f:
-        back = f.read()
-except OSError as e:
-    sys.stderr.write("read back %%s: %%s" %% (name, e)); sys.exit(3)
-try:
-    os.unlink(name)
-except OSError as e:
-    sys.stderr.write("delete %%s: %%s" %% (name, e)); sys.exit(4)
-if back != token:
-    sys.stderr.write("read back %%s: got other content than written" %% name); sys.exit(5)
-""" % PROBE_PREFIX
-
-
-def _drop_to(uid, gid):
-    def preexec():
-        os.setgroups([])
-        os.setgid(gid)
-        os.setuid(uid)
-    return preexec
-
-
-def rw_probe(path, uid, gid, timeout=60):
-    """Write, read back and delete a probe file in ``path`` as uid:gid. Returns None or an error."""
-    token = uuid.uuid4().hex
-    argv = [sys.executable, "-c", _PROBE_SCRIPT, path, token]
-    kwargs = {}
-    if (uid, gid) != (os.getuid(), os.getgid()):
-        kwargs["preexec_fn"] = _drop_to(uid, gid)
+def _probe_here(path, token):
+    """Write, read back and delete a probe file in ``path``: None, or what failed."""
+    name = os.path.join(path, PROBE_PREFIX + token)
     try:
-        proc = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=timeout,
-                              check=False, **kwargs)
-    except subprocess.TimeoutExpired:
-        return "the probe did not finish within %ss (a hard NFS mount whose server does not answer?)" % timeout
-    if proc.returncode != 0:
-        return proc.stderr.decode("utf-8", "replace").strip() or "probe failed with rc=%s" % proc.returncode
+        with open(name, "w") as f:
+            f.write(token)
+            f.flush()
+            os.fsync(f.fileno())
+    except (IOError, OSError) as exc:
+        return "write %s: %s" % (name, exc)
+    try:
+        with open(name) as f:
+            back = f.read()
+    except (IOError, OSError) as exc:
+        return "read back %s: %s" % (name, exc)
+    try:
+        os.unlink(name)
+    except (IOError, OSError) as exc:
+        return "delete %s: %s" % (name, exc)
+    if back != token:
+        return "read back %s: other content than written" % name
     return None
+
+
+def rw_probe(path, uid, gid, timeout=60, sleep=time.sleep):
+    """Write, read back and delete a probe file in ``path`` as uid:gid (in a forked child that
+    drops to that user, so the server sees the containers' credentials). None, or an error."""
+    token = uuid.uuid4().hex
+    if (uid, gid) == (os.getuid(), os.getgid()):
+        return _probe_here(path, token)
+    read_fd, write_fd = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # child: drop to uid:gid, probe, report through the pipe, never return
+        code = 0
+        try:
+            os.close(read_fd)
+            os.setgroups([])
+            os.setgid(gid)
+            os.setuid(uid)
+            err = _probe_here(path, token)
+        except BaseException as exc:  # noqa: B036 - the child must always reach os._exit
+            err = "cannot switch to uid %s / gid %s: %s" % (uid, gid, exc)
+        try:
+            if err:
+                code = 1
+                os.write(write_fd, err.encode("utf-8", "replace")[:4000])
+        finally:
+            os._exit(code)
+    os.close(write_fd)
+    deadline = time.time() + timeout
+    try:
+        while True:
+            done, status = os.waitpid(pid, os.WNOHANG)
+            if done:
+                break
+            if time.time() >= deadline:
+                os.kill(pid, signal.SIGKILL)
+                os.waitpid(pid, 0)
+                return ("the probe did not finish within %ss (a hard NFS mount whose server does not answer?)"
+                        % timeout)
+            sleep(0.05)
+        message = os.read(read_fd, 4096).decode("utf-8", "replace")
+    finally:
+        os.close(read_fd)
+    if os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0:
+        return None
+    return message or "the probe failed (status %s)" % status
 
 
 # --- userspace check of the export with libnfs -------------------------------------------------
