@@ -580,6 +580,7 @@ def run_nfs_media(module):
             check = do_userspace(write=not module.check_mode)
             bad = failed_step(check)
             if bad:
+                result["actions"] = []
                 module.fail_json(msg="userspace check of %s failed at '%s': %s (fstab left as it was)"
                                  % (p["src"], bad["step"], bad["detail"]), **result)
         write_fstab()
@@ -611,6 +612,7 @@ def run_nfs_media(module):
         else:
             msg += " Set userspace_check=true to verify the export over NFS from user space instead."
         result["kernel_nfs"] = False
+        result["actions"] = []
         module.fail_json(msg=msg + " Nothing was changed.", **result)
     result["kernel_nfs"] = True
 
