@@ -86,6 +86,7 @@ class Coreapp(BaseNode):
         self.last_db_heartbeat = time.monotonic()
         log.info("coreapp started: fence %.1fs, tick %.2fs, DB heartbeat %.1fs",
                  self.cfg.fence_seconds, self.tick, self.cfg.db_heartbeat)
+        watchdog = asyncio.ensure_future(self.fence_watchdog())
         while not self.stopping.is_set():
             await self.refresh_ownership()
             if time.monotonic() - self.last_db_heartbeat >= self.cfg.db_heartbeat:
@@ -98,16 +99,23 @@ class Coreapp(BaseNode):
                                           self.cfg.node_id, self.shard[1], self.db_schema)
                 except StorageError:
                     pass
-            if not self.accepting() and self.shard and self.confirmed_at and not self.fenced_logged \
-                    and time.monotonic() >= self.accept_after:
-                logs.state(log, "self_fence", shard=self.shard[0], shard_epoch=self.shard[1],
-                           reason="ownership_not_confirmed")
-                self.fenced_logged = True
             self.refresh_now.clear()
             try:
                 await asyncio.wait_for(self.refresh_now.wait(), timeout=self.tick)
             except TimeoutError:
                 pass
+        watchdog.cancel()
+
+    async def fence_watchdog(self) -> None:
+        """Log the moment the coreapp stops accepting because its ownership went unconfirmed
+        for the fence time (accepting() already answers False from that moment)."""
+        while not self.stopping.is_set():
+            if self.shard and self.confirmed_at and not self.fenced_logged and not self.accepting() \
+                    and time.monotonic() >= self.accept_after:
+                logs.state(log, "self_fence", shard=self.shard[0], shard_epoch=self.shard[1],
+                           reason="ownership_not_confirmed")
+                self.fenced_logged = True
+            await asyncio.sleep(0.1)
 
     async def refresh_ownership(self) -> None:
         async with self.refresh_lock:

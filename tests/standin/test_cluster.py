@@ -113,25 +113,15 @@ def test_shard_assignment_routing_and_shard_count_change(make_cluster) -> None:
     assert any("to_shards=1" in line for line in c.procs[primary].state_lines("shard_count"))
 
 
-def _failover(c: Cluster, how: int) -> tuple[str, str, float]:
+def _failover(c: Cluster, how: int, timings: dict[str, float] | None = None) -> tuple[str, str, float]:
     owner = c.owners()[0]
     t0 = time.monotonic()
     c.kill(owner, how)
     new = wait_for(lambda: (o := c.owners()[0]) != owner and o, 20, interval=0.1, what="a new shard owner")
+    if timings is not None:
+        timings["decided"] = time.monotonic() - t0
     wait_for(lambda: new in c.connected_coreapps(), 10, interval=0.1, what="the new owner connected")
     return owner, new, time.monotonic() - t0
-
-
-def test_heartbeat_failover_within_unhealthy_plus_heartbeat(make_cluster) -> None:
-    c = make_cluster().start(masters=2, coreapps=2, webapps=0)
-    started(c)
-    time.sleep(1.5)
-    old, new, took = _failover(c, signal.SIGKILL)
-    print(f"heartbeat-mode failover (owner SIGKILLed -> new owner connected): {took:.2f}s; "
-          f"bound unhealthy {UNHEALTHY} + heartbeat {HB} + fence {FENCE} + 1.5s margin")
-    assert took < UNHEALTHY + HB + FENCE + 1.5
-    lines = [x for p in c.procs.values() if p.kind == "master" for x in p.state_lines("shard_move")]
-    assert lines and "mode=heartbeat" in lines[-1] and f"previous={old}" in lines[-1]
 
 
 def test_db_mode_failover_with_one_master(make_cluster) -> None:
@@ -311,3 +301,84 @@ def test_database_stall_demotes_the_primary_before_its_lease_lapses_without_fail
     finally:
         proxy.paused.clear()
         proxy.close()
+
+
+class ConnectedWatcher(threading.Thread):
+    """Polls every coreapp's gateway_status every 0.1 s; records moments with two connected."""
+
+    def __init__(self, c: Cluster) -> None:
+        super().__init__(daemon=True)
+        self.c, self.stop, self.overlaps, self.samples = c, threading.Event(), [], 0
+
+    def run(self) -> None:
+        while not self.stop.is_set():
+            connected = self.c.connected_coreapps()
+            self.samples += 1
+            if len(connected) > 1:
+                self.overlaps.append((time.monotonic(), connected))
+            time.sleep(0.1)
+
+
+def test_partitioned_owner_stops_before_the_new_owner_starts(make_cluster, db_server) -> None:
+    """The owner stays alive but loses the database (its own stalled proxy). It must stop
+    accepting before the master's replacement starts: never two connected owners of a shard."""
+    proxy = StallProxy(db_server.host, db_server.port)
+    c = make_cluster()
+    c.start_node("master", "master1")
+    c.start_node("coreapp", "coreapp1", {"WA_DB_PORT": str(proxy.port)})
+    try:
+        wait_for(lambda: c.connected_coreapps() == ["coreapp1"], 20, what="coreapp1 owner")
+        c.start_node("coreapp", "coreapp2")
+        time.sleep(DB_DEAD + 1.5)  # the master's DB-mode tenure grace
+        watcher = ConnectedWatcher(c)
+        watcher.start()
+        t0 = time.monotonic()
+        proxy.paused.set()
+        wait_for(lambda: c.connected_coreapps() == ["coreapp2"], 20, interval=0.1, what="coreapp2 connected")
+        took = time.monotonic() - t0
+        watcher.stop.set()
+        watcher.join()
+        fence_lines = c.procs["coreapp1"].state_lines("self_fence")
+        print(f"partitioned owner: replacement connected after {took:.2f}s, {watcher.samples} samples, "
+              f"overlaps {len(watcher.overlaps)}")
+        assert fence_lines, "the cut-off owner fenced itself"
+        assert not watcher.overlaps, f"two connected owners at once: {watcher.overlaps}"
+        assert watcher.samples > 20
+        proxy.paused.clear()
+        wait_for(lambda: c.procs["coreapp1"].state_lines("demotion"), 10, what="old owner sees the loss")
+        assert c.connected_coreapps() == ["coreapp2"]
+    finally:
+        proxy.paused.clear()
+        proxy.close()
+
+
+def test_heartbeat_failover_within_unhealthy_plus_heartbeat(make_cluster) -> None:
+    """Repeated heartbeat-mode failovers (SIGKILL of the owner, then restart it): every round's
+    decision within unhealthy + heartbeat (+ margin), the new owner connected after the fence;
+    p50/max reported; never two connected coreapps."""
+    c = make_cluster().start(masters=2, coreapps=2, webapps=0)
+    started(c)
+    time.sleep(1.5)
+    watcher = ConnectedWatcher(c)
+    watcher.start()
+    decided, connected = [], []
+    for _ in range(3):
+        timings: dict[str, float] = {}
+        old, _new, took = _failover(c, signal.SIGKILL, timings)
+        decided.append(timings["decided"])
+        connected.append(took)
+        c.start_node("coreapp", old)
+        wait_for(lambda o=old: (c.ping(o) or {}).get("gateway_status") == "disconnected", 10, what="restarted")
+        time.sleep(1.5)
+    watcher.stop.set()
+    watcher.join()
+    decided.sort()
+    connected.sort()
+    print(f"heartbeat-mode failover, {len(decided)} rounds: decided p50 {decided[len(decided) // 2]:.2f}s "
+          f"max {decided[-1]:.2f}s; new owner connected p50 {connected[len(connected) // 2]:.2f}s "
+          f"max {connected[-1]:.2f}s (unhealthy {UNHEALTHY}, heartbeat {HB}, fence {FENCE})")
+    assert decided[-1] < UNHEALTHY + HB + 2.0
+    assert connected[-1] < UNHEALTHY + HB + FENCE + 2.0
+    assert not watcher.overlaps, f"two connected coreapps at once: {watcher.overlaps}"
+    lines = [x for p in c.procs.values() if p.kind == "master" for x in p.state_lines("shard_move")]
+    assert len(lines) >= 3 and all("mode=heartbeat" in x for x in lines)
