@@ -3,6 +3,7 @@
 
     python scripts/role_docs.py           # rewrite the tables
     python scripts/role_docs.py --check   # exit 1 and name the READMEs that are out of date
+    python scripts/role_docs.py --add     # also give a table to READMEs that have none yet
 
 The table sits between the markers ``<!-- BEGIN VARIABLES -->`` and ``<!-- END VARIABLES -->``.
 """
@@ -50,6 +51,8 @@ def main(argv: list[str]) -> int:
     for role in sorted((ROOT / "roles").iterdir()):
         readme = role / "README.md"
         if not (role / "meta" / "argument_specs.yml").exists() or not readme.exists():
+            continue
+        if BEGIN not in readme.read_text() and "--add" not in argv:
             continue
         new = render(readme.read_text(), table(role))
         if new != readme.read_text():
