@@ -363,7 +363,7 @@ def compare(before, after):
 
 def public_containers(snapshot):
     keys = ("name", "service", "state", "health", "image", "image_id", "ports")
-    return [dict((k, rec[k]) for k in keys) for _, rec in sorted(snapshot["containers"].items())]
+    return [dict((k, rec[k]) for k in keys) for rec in sorted(snapshot["containers"].values(), key=lambda r: r["name"])]
 
 
 def summary_text(snapshot):
@@ -444,7 +444,7 @@ def wait_until_up(docker_state, project, scope, timeout, sleep=time.sleep, clock
         if hopeless or clock() >= deadline:
             if missing and not pending:
                 raise ComposeError("no container of service(s) %s appeared within %ss" % (", ".join(missing), timeout))
-            rec, why, _ = (hopeless or pending)[0]
+            rec, why = (hopeless or pending)[0][:2]
             tail = docker_state.log_tail(rec["id"])
             raise ComposeError(
                 "container %s (service %s) %s%s. Last log lines:\n%s"
@@ -525,7 +525,7 @@ def run_compose_stack(module):
         return module.run_command(argv, environ_update={"DOCKER_HOST": p["docker_host"]} if p["docker_host"] else None)
 
     try:
-        cli = detect_cli(run_plain, lambda name: module.get_bin_path(name), p["cli"])
+        cli = detect_cli(run_plain, module.get_bin_path, p["cli"])
     except ComposeError as exc:
         module.fail_json(msg=exc.msg, **result)
     result["cli"] = cli

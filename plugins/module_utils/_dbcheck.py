@@ -109,7 +109,7 @@ def like_covers_prefix(pattern, prefix):
     if not tokens or tokens[-1][0] != "any":
         return False
     head = tokens[:-1]
-    if any(kind == "any" for kind, _ in head) or len(head) > len(prefix):
+    if any(token[0] == "any" for token in head) or len(head) > len(prefix):
         return False
     for i, (kind, char) in enumerate(head):
         if kind == "lit" and char.lower() != prefix[i].lower():
@@ -118,7 +118,7 @@ def like_covers_prefix(pattern, prefix):
 
 
 def _mysql_grantee(current_user):
-    user, _, host = current_user.rpartition("@")
+    user, host = current_user.rpartition("@")[::2]
     return "'%s'@'%s'" % (user, host)
 
 

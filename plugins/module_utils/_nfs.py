@@ -478,7 +478,7 @@ def nfs_argument_spec():
         fstype=dict(type="str", default="nfs", choices=["nfs", "nfs4"]),
         fstab=dict(type="path", default="/etc/fstab"),
         dump=dict(type="int", default=0),
-        passno=dict(type="int", default=0),
+        passno=dict(type="int", default=0, no_log=False),
         probe=dict(type="bool", default=True),
         probe_uid=dict(type="int", default=0),
         probe_gid=dict(type="int", default=0),
@@ -569,7 +569,7 @@ def run_nfs_media(module):
 
     def do_userspace(write):
         check = userspace_check(
-            lambda argv: module.run_command(argv), lambda n: module.get_bin_path(n), server, export,
+            module.run_command, module.get_bin_path, server, export,
             libnfs_version(opts), p["probe_uid"], p["probe_gid"], port=_port(opts), timeout=p["timeout"],
             write=write)
         result["userspace_check"] = check

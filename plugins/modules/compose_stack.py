@@ -17,8 +17,8 @@ description:
     C(EXTERNAL_HOSTNAME=... docker-compose -f multiconnect-<role>.yml up -d) on each machine.
   - Uses the compose v2 CLI plugin (C(docker compose)) when it answers and the v1 C(docker-compose)
     otherwise (the syntax of the guides' files); O(cli) forces one.
-  - C(changed) comes from the Docker state read before and after the run through the Docker SDK:
-    the project's containers (by the C(com.docker.compose.project) label), their config hash, image
+  - C(changed) comes from the Docker state read before and after the run through the Docker SDK,
+    that is the project's containers (by the C(com.docker.compose.project) label), their config hash, image
     id, state and start time, and the project's networks and volumes; never from the CLI's
     progress output. Check mode predicts the same actions from the desired configuration
     (C(config --hash)) and the local images without acting.
@@ -26,9 +26,10 @@ description:
     healthcheck, are healthy; a container that does not come up fails the task with its name and
     the tail of its log.
 author:
-  - wabiz.cluster maintainers
+  - wabiz.cluster maintainers (!UNKNOWN)
 extends_documentation_fragment:
   - ansible.builtin.action_common_attributes
+  - wabiz.cluster.attributes
 attributes:
   check_mode:
     support: full
@@ -134,7 +135,7 @@ requirements:
   - the docker CLI with the compose v2 plugin, or docker-compose v1
   - PyYAML when compose v1 is used (Debian's docker-compose package depends on it)
 notes:
-  - Images are never built (C(--no-build)): the cluster runs published images.
+  - Images are never built (C(--no-build)), since the cluster runs published images.
   - Switching a project between compose v1 and v2 recreates its containers once (the two compute
     different config hashes).
 seealso:

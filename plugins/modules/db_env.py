@@ -16,7 +16,7 @@ description:
   - Writes the C(db.env) file that the client's compose files read with C(env_file), holding the
     seven documented variables C(WA_DB_ENGINE), C(WA_DB_HOSTNAME), C(WA_DB_PORT), C(WA_DB_USERNAME),
     C(WA_DB_PASSWORD), C(WA_DB_NAME_PREFIX) and C(WA_DB_CONNECTION_IDLE_TIMEOUT).
-  - The file is written atomically with owner, group and mode (default V(0600): it holds the
+  - The file is written atomically with owner, group and mode (default V(0600), as it holds the
     database password). A second run with the same input changes nothing.
   - With O(validate_connection=true) the module first logs in to the database server with those
     credentials (PyMySQL or psycopg2), reports the server version and whether the user holds what
@@ -26,9 +26,10 @@ description:
   - Bad input (a port out of range, a database name prefix that cannot start a database name, an
     idle timeout with PostgreSQL...) fails before anything is touched.
 author:
-  - wabiz.cluster maintainers
+  - wabiz.cluster maintainers (!UNKNOWN)
 extends_documentation_fragment:
   - ansible.builtin.action_common_attributes
+  - wabiz.cluster.attributes
 attributes:
   check_mode:
     support: full
@@ -113,7 +114,7 @@ options:
         privilege the client needs.
       - On MySQL the privileges must be held on C(*.*) or on a database-name pattern that covers
         every name starting with O(name_prefix). On PostgreSQL the user needs CREATEDB (or
-        SUPERUSER): the client owns the databases it creates.
+        SUPERUSER), because the client owns the databases it creates.
       - Needs PyMySQL (MySQL) or psycopg2 (PostgreSQL) on the managed host.
     type: bool
     default: false

@@ -22,7 +22,7 @@ description:
   - An existing mount is compared with the wanted source and options through
     C(/proc/self/mountinfo); a difference leads to a remount.
   - After mounting, a read-write probe writes, reads back and deletes a file as the containers'
-    user (O(probe_uid)/O(probe_gid)): the guide's "grant read and write permissions".
+    user (O(probe_uid)/O(probe_gid)), the guide's "grant read and write permissions".
   - On a kernel without an NFS client (C(nfs) missing from C(/proc/filesystems) and no nfs kernel
     module) the module says so and fails without changing anything. With O(userspace_check=true)
     it then still verifies the server side for real over the NFS protocol from user space (reach,
@@ -30,9 +30,10 @@ description:
     message and in RV(userspace_check). O(state=present) with O(userspace_check=true) writes the
     fstab entry and verifies the export that way, on any kernel.
 author:
-  - wabiz.cluster maintainers
+  - wabiz.cluster maintainers (!UNKNOWN)
 extends_documentation_fragment:
   - ansible.builtin.action_common_attributes
+  - wabiz.cluster.attributes
 attributes:
   check_mode:
     support: full
@@ -109,7 +110,7 @@ options:
   userspace_check:
     description:
       - Verify the export over the NFS protocol from user space with the libnfs tools
-        (C(nfs-ls), C(nfs-cp), C(nfs-cat)) and libnfs itself for the delete: reach the server,
+        (C(nfs-ls), C(nfs-cp), C(nfs-cat)) and libnfs itself for the delete, that is reach the server,
         list the export, write a probe file, read it back, delete it and see it gone.
       - libnfs speaks NFSv3 and NFSv4.0, so an O(opts) C(nfsvers=4.1) is checked over NFSv4.0.
       - Used with O(state=present), and with O(state=mounted) on a kernel without NFS client.

@@ -237,7 +237,7 @@ def test_plan_present_stopped_container_is_started_and_missing_one_created():
 
 def test_plan_present_missing_image_is_pulled():
     snap = {"containers": {}, "networks": [], "volumes": []}
-    config, hashes, _ = desired_for(captured_snapshot())
+    config, hashes = desired_for(captured_snapshot())[:2]
     actions = compose.plan("present", snap, config, hashes, {"web": None, "worker": None}, ["web"])
     assert [(a["action"], a["service"]) for a in actions] == [("pull", "web"), ("create", "web")]
 
@@ -316,7 +316,8 @@ def test_compare_start_stop_remove():
     after["containers"]["wabiz-it-cap-web-1"]["state"] = "exited"
     del after["containers"]["wabiz-it-cap-worker-1"]
     assert [(a["action"], a["service"]) for a in compose.compare(before, after)] == [("stop", "web"), ("remove", "worker")]
-    assert [(a["action"], a["service"]) for a in compose.compare(after, before)][:2] == [("start", "web"), ("create", "worker")]
+    stopped, started = after, before
+    assert [(a["action"], a["service"]) for a in compose.compare(stopped, started)][:2] == [("start", "web"), ("create", "worker")]
 
 
 def test_diff_texts_name_each_container():
