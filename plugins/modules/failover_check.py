@@ -225,6 +225,7 @@ from ansible_collections.wabiz.cluster.plugins.module_utils._clusterdb import (
 )
 
 PROBED_KINDS = ("master", "coreapp")
+FATAL_API_ERRORS = ("auth", "forbidden", "tls", "unreachable")
 
 
 def _where(node):
@@ -482,10 +483,11 @@ def collect(params, api=None, db=None):
             status, body = api.raw("GET", "/v1/health", None, {"Authorization": (
                 "Apikey %s" % api.api_key) if api.api_key else "Bearer %s" % api.token}, timeout=timeout, base=url)
         except ApiError as exc:
-            return {"ok": False, "error": exc.msg, "seconds": round(time.time() - started, 3)}
+            return {"ok": False, "error": exc.msg, "kind": exc.kind, "seconds": round(time.time() - started, 3)}
         if status != 200 or not isinstance(body, dict) or not isinstance(body.get("health"), dict):
-            return {"ok": False, "error": map_http_error("GET", url + "/v1/health", status, body).msg,
-                    "seconds": round(time.time() - started, 3), "status": status}
+            err = map_http_error("GET", url + "/v1/health", status, body)
+            return {"ok": False, "error": err.msg, "kind": err.kind, "seconds": round(time.time() - started, 3),
+                    "status": status}
         return {"ok": True, "health": body["health"], "version": (body.get("meta") or {}).get("version"),
                 "error": None, "seconds": round(time.time() - started, 3)}
 
@@ -501,6 +503,10 @@ def collect(params, api=None, db=None):
         else:
             data["webapps"][key] = res if isinstance(res, dict) else {
                 "ok": False, "error": str(res) if res is not None else "no answer within %ss" % timeout}
+    # The webapp the user named must let us in: a wrong key, password or CA is an error, not a finding.
+    mine = data["webapps"].get(api.base) or {}
+    if not mine.get("ok") and mine.get("kind") in FATAL_API_ERRORS:
+        raise ApiError(mine["kind"], mine["error"], mine.get("status"))
     return data
 
 

@@ -1,0 +1,285 @@
+"""The four cluster modules, run by ``ansible`` against a stand-in cluster on loopback, on
+MariaDB and PostgreSQL. Every change is verified with an independent SQL query or a direct probe
+of the nodes (tests/standin/harness.py), not with the module's own report.
+
+The tests share one cluster per engine and run in file order (see conftest.py).
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import time
+
+from tests.standin.harness import wait_for
+
+from .conftest import API_KEY, PASSWORD, ModCluster
+
+ALL_NODES = ["master1", "master2", "coreapp1", "coreapp2", "coreapp3", "webapp1", "webapp2"]
+
+
+def app_settings_in_db(mc: ModCluster) -> dict:
+    rows = mc.sql("SELECT value FROM wa_settings WHERE name = 'application'")
+    return json.loads(rows[0][0])
+
+
+def active_shards(mc: ModCluster) -> dict[int, tuple[str | None, int]]:
+    rows = mc.sql("SELECT shard_id, owner, epoch FROM wa_shard_map WHERE active = 1 ORDER BY shard_id")
+    return {int(r[0]): (r[1], int(r[2])) for r in rows}
+
+
+def message_counts(mc: ModCluster) -> dict[str, int]:
+    return {str(s): int(n) for s, n in mc.sql("SELECT status, COUNT(*) FROM wa_messages GROUP BY status")}
+
+
+def wait_healthy(mc: ModCluster, run, timeout: float = 30) -> dict:
+    deadline = time.monotonic() + timeout
+    while True:
+        r = run("failover_check", mc.check_args(fail_on_unhealthy=False))
+        if r.get("healthy"):
+            return r
+        if time.monotonic() > deadline:
+            raise AssertionError(f"the cluster is not healthy again after {timeout}s: {r.get('findings') or r}")
+        time.sleep(0.5)
+
+
+# -- failover_check on a healthy cluster ---------------------------------------------------------
+
+def test_failover_check_healthy(mc: ModCluster, run) -> None:
+    c = mc.c
+    wait_for(mc.healthy_now, 20, what="a settled cluster")
+    r = run("failover_check", mc.check_args(expected_nodes=ALL_NODES))
+    assert not r.get("failed"), r.get("msg")
+    assert r["healthy"] is True and r["findings"] == [] and r["changed"] is False
+    assert sorted(n["node"] for n in r["nodes"]) == sorted(ALL_NODES)
+    owner = c.owners()[0]
+    assert r["primary_master"] == c.primary_master()
+    assert r["lease"]["holder"] == r["primary_master"] and not r["lease"]["expired"]
+    assert [(s["shard"], s["owner"], s["owner_status"]) for s in r["shards"]] == [(0, owner, "connected")]
+    assert sorted(r["spares"]) == sorted({"coreapp1", "coreapp2", "coreapp3"} - {owner})
+    assert sorted(r["webapps"]) == sorted([mc.url("webapp1"), mc.url("webapp2")])
+    assert all(w["ok"] for w in r["webapps"].values())
+    by_node = {n["node"]: n for n in r["nodes"]}
+    assert by_node[owner]["status"] == "connected" and by_node[owner]["api_status"] == "connected"
+    assert all(by_node[n]["version"] == "2.53.2" for n in ALL_NODES)
+    assert all(by_node[n]["heartbeat_age"] < 3 for n in ALL_NODES)
+    for name in ALL_NODES:
+        assert name in r["table"]
+    assert "healthy: yes" in r["table_lines"]
+    print(f"failover_check on 7 nodes ({mc.db['db_engine']}): module {r['elapsed']:.2f}s, "
+          f"ansible run {run.durations[-1][1]:.2f}s")
+    assert r["elapsed"] < 2.0, "probes run in parallel: a healthy 7-node cluster answers well within 2 s"
+
+    # Ad hoc, as documented: key=value arguments, no CA (validate_certs=false), check mode.
+    adhoc = " ".join(f"{k}={v}" for k, v in {
+        "api_url": mc.url(), "api_key": API_KEY, "validate_certs": "false", "heartbeat_threshold": 3,
+        **mc.db}.items())
+    r2 = run("failover_check", adhoc, check=True)
+    assert r2.get("healthy") is True, r2.get("msg")
+
+
+def test_failover_check_clear_errors(mc: ModCluster, run) -> None:
+    r = run("failover_check", mc.check_args(api_key="wrong-key"))
+    assert r.get("failed") and r["failure_kind"] == "auth", r
+    assert "wrong-key" not in json.dumps(r), "the API key is never echoed"
+    r = run("failover_check", mc.check_args(db_password="wrong-db-password"))
+    assert r.get("failed") and r["failure_kind"] == "login_refused", r
+    assert "wrong-db-password" not in r["msg"]
+    r = run("failover_check", mc.check_args(db_name_prefix="nosuchprefix_"))
+    assert r.get("failed") and r["failure_kind"] == "no_database" and "nosuchprefix_waent" in r["msg"], r
+    r = run("failover_check", mc.check_args(api_url="https://127.0.0.1:9", api_retries=0))
+    assert r.get("failed") and r["failure_kind"] == "unreachable" and "127.0.0.1:9" in r["msg"], r
+    no_ca = mc.check_args()
+    del no_ca["ca_path"]
+    r = run("failover_check", no_ca)
+    assert r.get("failed") and r["failure_kind"] == "tls" and "ca_path" in r["msg"], r
+
+
+# -- app_settings ---------------------------------------------------------------------------------
+
+def test_app_settings(mc: ModCluster, run) -> None:
+    assert app_settings_in_db(mc)["unhealthy_interval"] == 6
+    r = run("app_settings", mc.api(unhealthy_interval=7), check=True, diff=True)
+    assert r["changed"] is True and r["changes"] == {"unhealthy_interval": 7}, r
+    assert "unhealthy_interval: 7" in r["diff"]["after"] and "unhealthy_interval: 6" in r["diff"]["before"]
+    assert app_settings_in_db(mc)["unhealthy_interval"] == 6, "check mode changes nothing"
+
+    r = run("app_settings", mc.api(unhealthy_interval=7), diff=True)
+    assert r["changed"] is True and r["settings"]["unhealthy_interval"] == 7, r
+    assert app_settings_in_db(mc)["unhealthy_interval"] == 7
+    # The first login set the new password: Basic auth with it works now.
+    mc.c.login(password=PASSWORD)
+
+    r = run("app_settings", mc.api(unhealthy_interval=7), check=True)
+    assert r["changed"] is False
+    r = run("app_settings", mc.api(unhealthy_interval=7))
+    assert r["changed"] is False and r["changes"] == {}
+
+    r = run("app_settings", mc.api(heartbeat_interval=7))
+    assert r.get("failed") and r["failure_kind"] == "invalid", r
+    assert "must be greater than heartbeat_interval" in r["msg"]
+    assert app_settings_in_db(mc)["heartbeat_interval"] == 1, "a refused change is not sent"
+
+    r = run("app_settings", {**mc.api(), "api_password": "not-the-password", "api_new_password": "not-it-either",
+                             "unhealthy_interval": 6})
+    assert r.get("failed") and r["failure_kind"] == "auth" and "wrong password" in r["msg"], r
+
+    r = run("app_settings", mc.api(unhealthy_interval=6))
+    assert r["changed"] is True and app_settings_in_db(mc)["unhealthy_interval"] == 6
+
+
+# -- shard_table ----------------------------------------------------------------------------------
+
+def test_shard_table_count(mc: ModCluster, run) -> None:
+    c = mc.c
+    r = run("shard_table", {**mc.db, **mc.api(), "heartbeat_threshold": 3})
+    assert r["changed"] is False and r["shards"] == 1, r
+    assert r["map"][0]["owner"] == c.owners()[0] and r["map"][0]["owner_status"] == "connected"
+
+    r = run("shard_table", {**mc.db, **mc.api(), "heartbeat_threshold": 3, "shards": 4})
+    assert r.get("failed") and r["failure_kind"] == "refused", r
+    assert "3 healthy coreapp(s)" in r["msg"] and "need at least 5" in r["msg"]
+    assert len(active_shards(mc)) == 1
+
+    r = run("shard_table", {**mc.db, **mc.api(), "heartbeat_threshold": 3, "shards": 2}, check=True)
+    assert r["changed"] is True and r["plan"] == ["set the shard count from 1 to 2"], r
+    assert len(active_shards(mc)) == 1, "check mode changes nothing"
+
+    r = run("shard_table", {**mc.db, **mc.api(), "heartbeat_threshold": 3, "shards": 2})
+    assert r["changed"] is True and r["shards"] == 2, r
+    shards = active_shards(mc)
+    owners = {s[0] for s in shards.values()}
+    assert len(shards) == 2 and None not in owners and len(owners) == 2
+    assert c.connected_coreapps() == sorted(owners), "the module returned once both owners serve"
+
+    r = run("shard_table", {**mc.db, **mc.api(), "heartbeat_threshold": 3, "shards": 2})
+    assert r["changed"] is False and r["plan"] == []
+
+    r = run("shard_table", {**mc.db, **mc.api(), "heartbeat_threshold": 3, "shards": 1})
+    assert r["changed"] is True and len(active_shards(mc)) == 1
+    wait_for(lambda: len(c.connected_coreapps()) == 1, 10, what="the owner of shard 1 to stop serving")
+
+
+def test_shard_table_move(mc: ModCluster, run) -> None:
+    c = mc.c
+    (owner, epoch), = [active_shards(mc)[0]]
+    spare = sorted({"coreapp1", "coreapp2", "coreapp3"} - {owner})[0]
+    args = {**mc.db, **mc.api(), "heartbeat_threshold": 3, "move_shard": 0, "move_to": spare}
+
+    r = run("shard_table", args, check=True, diff=True)
+    assert r["changed"] is True and r["plan"] == [f"move shard 0 from {owner} to {spare}"], r
+    assert active_shards(mc)[0] == (owner, epoch), "check mode changes nothing"
+
+    r = run("shard_table", args)
+    assert r["changed"] is True and r["move_method"] == "database", r
+    assert active_shards(mc)[0] == (spare, epoch + 1), "the new owner holds the shard at a higher epoch"
+    assert c.connected_coreapps() == [spare], "the new owner serves and the old one stopped"
+    assert 0 < r["ownerless_seconds"] < 10
+    print(f"planned move ({mc.db['db_engine']}): shard 0 without a serving owner for {r['ownerless_seconds']:.2f}s")
+    status, body = c.send("15551230000")
+    assert status == 201, body
+    assert c.storage().read_message(body["messages"][0]["id"])["owner"] == spare
+
+    r = run("shard_table", args)
+    assert r["changed"] is False and r["plan"] == [], "moving a shard to its owner changes nothing"
+    assert active_shards(mc)[0] == (spare, epoch + 1)
+
+    r = run("shard_table", {**args, "move_to": "nosuchnode"})
+    assert r.get("failed") and r["failure_kind"] == "refused" and "no coreapp of that name" in r["msg"], r
+
+
+# -- message_gc -----------------------------------------------------------------------------------
+
+def test_message_gc(mc: ModCluster, run) -> None:
+    c = mc.c
+    c.login(password=PASSWORD)
+    for n in range(25):
+        status, body = c.send(str(15557000000 + n))
+        assert status == 201, body
+    wait_for(lambda: message_counts(mc).get("sent", 0) == 0, 15, what="the messages to be delivered")
+    owner = active_shards(mc)[0][0]
+    for n in range(3):  # incoming messages not read yet (the stand-in writes none by itself)
+        mc.sql("INSERT INTO wa_messages (id, shard_id, recipient, body, status, owner, epoch, created_at) "
+               "VALUES (%s, 0, '15550000000', 'in', 'received', %s, 1, NOW())", (f"inbound{n}", owner))
+    before = message_counts(mc)
+    assert before.get("delivered", 0) >= 25 and before["received"] == 3
+
+    args = {**mc.db, **mc.api(), "threshold": 0, "poll_interval": 0.2, "mark_read": True}
+    r = run("message_gc", args, check=True)
+    assert r["changed"] is True and r["collectable"] == sum(before.values()) and r["rounds"] == [], r
+    assert message_counts(mc) == before, "check mode changes nothing"
+
+    r = run("message_gc", args)
+    assert r["changed"] is True, r
+    assert r["rows_before"] == sum(before.values()) and r["rows_after"] == 0 and r["marked_read"] == 3
+    assert r["rounds"][0]["coreapps"][owner]["status"] == "completed"
+    assert r["stopped_because"] == "below threshold"
+    assert message_counts(mc) == {}, "every delivered and (marked) read message is gone"
+    print(f"message_gc ({mc.db['db_engine']}): {r['rows_before']} -> {r['rows_after']} rows in "
+          f"{r['elapsed_seconds']:.2f}s")
+
+    r = run("message_gc", args)
+    assert r["changed"] is False and r["rounds"] == [] and r["stopped_because"] == "nothing to collect"
+
+
+# -- failover_check names the fault ---------------------------------------------------------------
+
+def test_failover_check_stale_heartbeat(mc: ModCluster, run) -> None:
+    c = mc.c
+    wait_healthy(mc, run)
+    owner = c.owners()[0]
+    spare = sorted({"coreapp1", "coreapp2", "coreapp3"} - {owner})[-1]
+    c.kill(spare, signal.SIGSTOP)
+    try:
+        time.sleep(4.0)  # the DB heartbeat (every 1 s) is now older than the 3 s threshold
+        r = run("failover_check", mc.check_args(probe_timeout=1))
+    finally:
+        c.kill(spare, signal.SIGCONT)
+    assert r.get("failed") and r["healthy"] is False, r
+    stale = [f for f in r["findings"] if f.startswith(f"coreapp {spare}'s last database heartbeat is ")]
+    assert stale and stale[0].endswith("old (threshold 3s)"), r["findings"]
+    assert any(f.startswith(f"coreapp {spare} does not answer on its healthcheck port") for f in r["findings"])
+    assert not [f for f in r["findings"] if f.startswith("shard ")], "the shard's owner is fine"
+    assert stale[0] in r["msg"]
+    wait_healthy(mc, run)
+
+
+def test_failover_check_master_stopped(mc: ModCluster, run) -> None:
+    c = mc.c
+    primary = c.primary_master()
+    secondary = ({"master1", "master2"} - {primary}).pop()
+    c.kill(secondary)  # SIGKILL: its registration stays, its heartbeat ages
+    r = run("failover_check", mc.check_args(fail_on_unhealthy=False))
+    assert r["healthy"] is False and not r.get("failed"), r
+    assert any(f.startswith(f"master {secondary} does not answer on its healthcheck port") for f in r["findings"]), \
+        r["findings"]
+    assert f"only 1 master(s) answer ({primary}); HA needs 2 so that one can take over" in r["findings"]
+    assert r["primary_master"] == primary
+
+    c.start_node("master", secondary)
+    wait_healthy(mc, run)
+    c.kill(secondary, signal.SIGTERM)  # a clean stop removes its registration: only the inventory knows
+    r = run("failover_check", mc.check_args(fail_on_unhealthy=False, expected_nodes=ALL_NODES))
+    assert (f"{secondary} is expected but not registered in the database (stopped cleanly, or never started)"
+            in r["findings"]), r["findings"]
+    c.start_node("master", secondary)
+    wait_healthy(mc, run)
+
+
+def test_failover_check_primary_coreapp_stopped(mc: ModCluster, run) -> None:
+    c = mc.c
+    owner = c.owners()[0]
+    c.kill(owner)  # SIGKILL the primary coreapp
+    r = run("failover_check", mc.check_args(fail_on_unhealthy=False))
+    assert r["healthy"] is False, r
+    assert any(f.startswith(f"shard 0's owner {owner} does not answer on its healthcheck port")
+               for f in r["findings"]), r["findings"]
+    assert r["shards"][0]["owner_status"] == "unreachable"
+
+    new = wait_for(lambda: (o := c.owners()[0]) != owner and o, 20, what="a master to promote a spare")
+    wait_for(lambda: c.connected_coreapps() == [new], 10, what="the new owner to serve")
+    r = run("failover_check", mc.check_args(fail_on_unhealthy=False))
+    assert [(s["owner"], s["owner_status"]) for s in r["shards"]] == [(new, "connected")]
+    assert not [f for f in r["findings"] if f.startswith("shard ")], r["findings"]
+    # The dead coreapp is still registered, so the cluster is still reported, by name.
+    assert any(f.startswith(f"coreapp {owner} does not answer") for f in r["findings"]), r["findings"]
