@@ -324,7 +324,8 @@ def judge(data, opts):
         owner = s["owner"]
         n = by_id.get(owner) if owner else None
         p = probes.get(owner) if owner else None
-        status = (p or {}).get("gateway_status") if owner and answers(owner) else ("unreachable" if n else None)
+        status = (p or {}).get("gateway_status") if owner and answers(owner) else (
+            ("unreachable" if n else "unregistered") if owner else None)
         shard_rows.append({"shard": s["shard"], "owner": owner, "epoch": s["epoch"], "owner_status": status,
                            "owner_heartbeat_age": n.get("heartbeat_age") if n else None})
         if owner is None:

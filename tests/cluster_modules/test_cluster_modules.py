@@ -34,6 +34,7 @@ def message_counts(mc: ModCluster) -> dict[str, int]:
 
 def wait_healthy(mc: ModCluster, run, timeout: float = 30) -> dict:
     deadline = time.monotonic() + timeout
+    wait_for(mc.healthy_now, timeout, what="one primary master and every shard's owner connected")
     while True:
         r = run("failover_check", mc.check_args(fail_on_unhealthy=False))
         if r.get("healthy"):

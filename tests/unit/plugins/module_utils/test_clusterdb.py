@@ -1,0 +1,133 @@
+"""The cluster DB reader: statements come from cluster_schema, rows become dicts, connection
+failures become one clear sentence per kind (the SQL itself runs in tests/cluster_modules)."""
+
+from __future__ import annotations
+
+import pytest
+from ansible_collections.wabiz.cluster.plugins.module_utils import _clusterdb as cdb
+from ansible_collections.wabiz.cluster.plugins.module_utils import cluster_schema as S
+
+PARAMS = {"db_engine": "mysql", "db_host": "db1", "db_port": None, "db_user": "wa", "db_password": "pw-secret",
+          "db_name_prefix": "prod_", "db_connect_timeout": 2}
+
+
+class FakeCursor:
+    def __init__(self, rows, log):
+        self.rows, self.log, self.rowcount = rows, log, 1
+
+    def execute(self, sql, params=()):
+        self.log.append((sql, params))
+
+    def fetchall(self):
+        return self.rows.pop(0)
+
+    def close(self):
+        pass
+
+
+class FakeConn:
+    def __init__(self, *results):
+        self.results, self.log = list(results), []
+
+    def cursor(self):
+        return FakeCursor(self.results, self.log)
+
+
+def db_with(*results, engine="mysql"):
+    db = cdb.ClusterDb(dict(PARAMS, db_engine=engine))
+    db.conn = FakeConn(*results)
+    return db
+
+
+def test_defaults_and_database_name():
+    db = cdb.ClusterDb(PARAMS)
+    assert (db.port, db.database, db.where) == (3306, "prod_waent", "MySQL server db1:3306")
+    assert cdb.ClusterDb(dict(PARAMS, db_engine="postgresql")).port == 5432
+
+
+@pytest.mark.parametrize("engine", ["mysql", "postgresql"])
+def test_reads_use_the_schema_statements(engine):
+    db = db_with([("m1", 4, 0, 12.5, 100.0)], [(0, 1, "c1", 3, 4, 2.0), (1, 0, None, 0, 0, None)], engine=engine)
+    assert db.lease() == {"holder": "m1", "epoch": 4, "expired": False, "seconds_left": 12.5, "held_for": 100.0}
+    assert db.shard_map() == [
+        {"shard": 0, "active": True, "owner": "c1", "epoch": 3, "master_epoch": 4, "assigned_age": 2.0},
+        {"shard": 1, "active": False, "owner": None, "epoch": 0, "master_epoch": 0, "assigned_age": None}]
+    schema_engine = S.MYSQL if engine == "mysql" else S.PGSQL
+    assert [sql for sql, _ in db.conn.log] == [S.statement(schema_engine, "read_lease"),
+                                               S.statement(schema_engine, "read_shard_map")]
+    assert db.executed == ["read_lease", "read_shard_map"]
+
+
+def test_nodes_settings_and_counts():
+    row = ("c1", "coreapp", "10.0.0.5", 6250, 6251, 6252, 6253, "2.53.2", "abc", "coreapp", "connected", 0.4, 60.0)
+    db = db_with([row], [("application", '{"heartbeat_interval": 2}', 3)], [("delivered", 7), ("sent", 2)])
+    n = db.nodes()[0]
+    assert (n["node_id"], n["healthcheck_port"], n["heartbeat_age"]) == ("c1", 6253, 0.4)
+    assert db.application_settings() == {"heartbeat_interval": 2, "unhealthy_interval": 30}
+    assert db.message_counts() == {"delivered": 7, "sent": 2}
+
+
+def test_promote_passes_the_lease_guard_parameters_in_order():
+    db = db_with()
+    assert db.promote_shard(0, 5, "c3", "m1", 9) == 1
+    sql, params = db.conn.log[0]
+    assert sql == S.statement(S.MYSQL, "promote_shard") and params == ("c3", 9, 0, 5, "m1", 9)
+
+
+def test_mark_incoming_read_statement_is_in_the_schema_for_both_engines():
+    for e in S.ENGINES:
+        sql = S.statement(e, S.MODULE_MARK_INCOMING_READ)
+        assert sql.startswith(f"UPDATE {S.T_MESSAGES} SET status = 'read'") and S.STATUS_INCOMING_UNREAD in sql
+    assert S.MODULE_MARK_INCOMING_READ in S.STATEMENT_NAMES
+
+
+class MySQLErr(Exception):
+    pass
+
+
+@pytest.mark.parametrize("args, kind, words", [
+    ((1049, "Unknown database 'prod_waent'"), "no_database", "'prod_waent' does not exist"),
+    ((1045, "Access denied for user 'wa'@'10.0.0.9'"), "login_refused", "refused the login of user 'wa'"),
+    ((2003, "Can't connect to MySQL server on 'db1' ([Errno 111] Connection refused)"), "unreachable",
+     "cannot reach the MySQL server db1:3306"),
+])
+def test_mysql_connect_errors(monkeypatch, args, kind, words):
+    pymysql = pytest.importorskip("pymysql")
+
+    def fail(**kw):
+        raise pymysql.err.OperationalError(*args)
+
+    monkeypatch.setattr(cdb.pymysql, "connect", fail)
+    with pytest.raises(cdb.ClusterDbError) as e:
+        cdb.ClusterDb(PARAMS).connect()
+    assert e.value.kind == kind and words in e.value.msg and "pw-secret" not in e.value.msg
+
+
+@pytest.mark.parametrize("text, kind", [
+    ('FATAL:  database "prod_waent" does not exist', "no_database"),
+    ('FATAL:  password authentication failed for user "wa"', "login_refused"),
+    ('connection to server at "db1", port 5432 failed: Connection refused', "unreachable"),
+])
+def test_pgsql_connect_errors(monkeypatch, text, kind):
+    psycopg2 = pytest.importorskip("psycopg2")
+
+    def fail(**kw):
+        raise psycopg2.OperationalError(text)
+
+    monkeypatch.setattr(cdb.psycopg2, "connect", fail)
+    with pytest.raises(cdb.ClusterDbError) as e:
+        cdb.ClusterDb(dict(PARAMS, db_engine="postgresql")).connect()
+    assert e.value.kind == kind and "pw-secret" not in e.value.msg
+
+
+def test_missing_driver_is_reported(monkeypatch):
+    monkeypatch.setattr(cdb, "HAS_PYMYSQL", False)
+    monkeypatch.setattr(cdb, "PYMYSQL_IMP_ERR", "Traceback...")
+    with pytest.raises(cdb.ClusterDbError) as e:
+        cdb.ClusterDb(PARAMS).connect()
+    assert e.value.kind == "missing_library" and e.value.msg == "PyMySQL"
+
+
+def test_render_table_and_ages():
+    assert cdb.render_table(["A", "LONGER"], [["xx", None], [1, "y"]]) == ["A   LONGER", "xx  -", "1   y"]
+    assert [cdb.fmt_age(v) for v in (None, 0.44, 119.9, 125)] == ["never", "0.4s", "119.9s", "2m05s"]

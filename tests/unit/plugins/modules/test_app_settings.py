@@ -1,0 +1,40 @@
+"""app_settings' plan: only differing values are sent, and insane timers are refused."""
+
+from __future__ import annotations
+
+import pytest
+from ansible_collections.wabiz.cluster.plugins.modules import app_settings as m
+
+CURRENT = {"heartbeat_interval": 5, "unhealthy_interval": 30}
+
+
+def test_desired_values_named_options_win_over_the_dict():
+    p = {"settings": {"unhealthy_interval": 99, "other": "x"}, "heartbeat_interval": None, "unhealthy_interval": 20}
+    assert m.desired_values(p) == {"unhealthy_interval": 20, "other": "x"}
+
+
+@pytest.mark.parametrize("want, changes", [
+    ({"heartbeat_interval": 5, "unhealthy_interval": 30}, {}),
+    ({"unhealthy_interval": 20}, {"unhealthy_interval": 20}),
+    ({"heartbeat_interval": 2, "unhealthy_interval": 30}, {"heartbeat_interval": 2}),
+])
+def test_only_differences_are_sent(want, changes):
+    got, after, problem = m.plan(CURRENT, want)
+    assert got == changes and problem is None
+    assert after == dict(CURRENT, **changes)
+
+
+@pytest.mark.parametrize("want, words", [
+    ({"heartbeat_interval": 30}, "unhealthy_interval (30 s) must be greater than heartbeat_interval (30 s)"),
+    ({"unhealthy_interval": 4}, "unhealthy_interval (4 s) must be greater than heartbeat_interval (5 s)"),
+    ({"heartbeat_interval": 0}, "heartbeat_interval must be at least 1 second"),
+    ({"heartbeat_interval": "5"}, "heartbeat_interval must be a whole number of seconds"),
+])
+def test_insane_timers_are_refused_against_the_current_values(want, words):
+    _changes, _after, problem = m.plan(CURRENT, want)
+    assert problem is not None and words in problem
+
+
+def test_diff_text_is_sorted_key_value_lines():
+    assert m.as_text({"unhealthy_interval": 30, "heartbeat_interval": 5}) == \
+        "heartbeat_interval: 5\nunhealthy_interval: 30\n"
