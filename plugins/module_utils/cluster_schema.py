@@ -23,8 +23,9 @@ Public API (names other code may rely on):
   ``bootstrap_statements(engine)``, ``migration_statements(engine, from_version, to_version)``
 - ``MAX_SHARDS``, ``VALID_SHARD_COUNTS``, ``DEFAULT_SETTINGS``, ``shard_for(recipient, shards)``
 - ``statement(engine, name)`` and ``STATEMENT_NAMES``; the read-only ones for modules:
-  ``read_schema_version``, ``read_lease``, ``read_shard_map``, ``read_nodes``,
-  ``read_settings``, ``read_observations``.
+  ``read_schema_version``, ``read_lease``, ``read_shard_map``, ``read_routes``, ``read_nodes``,
+  ``read_settings``, ``read_observations``, ``read_stats``; ``COLUMNS[name]`` and
+  ``rows_as_dicts(name, rows)`` name their result columns.
 """
 
 from __future__ import annotations
@@ -438,6 +439,40 @@ def _statements(e: str) -> dict:
 
 _STATEMENTS = {e: _statements(e) for e in ENGINES}
 STATEMENT_NAMES = tuple(sorted(_STATEMENTS[MYSQL]))
+
+# Result columns of the read statements, in order (for rows_as_dicts).
+COLUMNS = {
+    "read_schema_version": ("version", "compat"),
+    "read_lease": ("holder", "epoch", "expired", "seconds_left", "held_for"),
+    "read_shard_map": ("shard_id", "active", "owner", "epoch", "master_epoch", "assigned_age"),
+    "read_routes": ("shard_id", "owner", "epoch", "host", "messaging_port", "control_port"),
+    "read_nodes": ("node_id", "kind", "host", "messaging_port", "contacts_port", "control_port",
+                   "healthcheck_port", "version", "instance", "role", "gateway_status", "heartbeat_age",
+                   "uptime"),
+    "read_observations": ("master_id", "node_id", "ok_age", "attempt_age"),
+    "read_settings": ("name", "value", "revision"),
+    "read_stats": ("name", "value", "age"),
+    "read_message": ("id", "shard_id", "recipient", "status", "owner", "epoch", "age"),
+    "count_messages": ("status", "count"),
+}
+
+
+_FLOAT_SUFFIXES = ("_age", "seconds_left", "held_for", "uptime")
+
+
+def rows_as_dicts(name: str, rows: list) -> list:
+    """Rows of a read statement as dicts keyed by COLUMNS[name]; Decimal ages become floats."""
+    cols = COLUMNS[name]
+    out = []
+    for row in rows:
+        item = {}
+        for i, col in enumerate(cols):
+            value = row[i] if i < len(row) else None
+            if value is not None and (col == "age" or col.endswith(_FLOAT_SUFFIXES)):
+                value = float(value)
+            item[col] = value
+        out.append(item)
+    return out
 
 
 def statement(engine: str, name: str) -> str:

@@ -19,8 +19,8 @@ def basic(user: str, password: str) -> str:
 
 
 def test_rest_subset(make_cluster) -> None:
-    c = make_cluster().start(masters=2, coreapps=2, webapps=0)
-    c.start_node("webapp", "webapp1", {"WA_TOKEN_TTL_SECONDS": "4"})
+    c = make_cluster().start(masters=2, coreapps=2, webapps=1)
+    c.start_node("webapp", "webapp2", {"WA_TOKEN_TTL_SECONDS": "2"})
     wait_for(c.primary_master, 20, what="primary")
     wait_for(c.connected_coreapps, 20, what="a connected coreapp")
     wait_for(lambda: c.api("GET", "/v1/health", auth="Apikey test-api-key")[0] == 200, 20, what="webapp up")
@@ -113,9 +113,13 @@ def test_rest_subset(make_cluster) -> None:
     status, text = c.api("GET", "/metrics", auth="Apikey test-api-key")
     assert status == 200 and b"wa_webapp_messages_sent_total" in text and b"wa_cluster_shards 1" in text
 
-    # -- tokens expire.
-    time.sleep(5)
-    assert c.api("GET", "/v1/settings/application", auth=f"Bearer {token}")[0] == 401
+    # -- tokens expire (webapp2 issues tokens for 2 s); tokens work on every webapp.
+    assert c.api("GET", "/v1/settings/application", webapp="webapp2", auth=f"Bearer {token}")[0] == 200
+    short = c.login(webapp="webapp2")
+    assert c.api("GET", "/v1/settings/application", webapp="webapp1", auth=f"Bearer {short}")[0] == 200
+    time.sleep(2.5)
+    status, body = c.api("GET", "/v1/settings/application", webapp="webapp1", auth=f"Bearer {short}")
+    assert status == 401 and body["errors"][0]["details"] == "invalid or expired token"
     st.close()
 
 

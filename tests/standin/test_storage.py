@@ -86,3 +86,20 @@ def test_message_writes_are_fenced_by_the_shard_epoch(storage: Storage) -> None:
     assert storage.insert_message("a3", 0, "123", "x", "c2", 1) == "fenced", "new owner with a wrong epoch too"
     assert storage.insert_message("a4", 0, "123", "x", "c2", 2) == "stored"
     assert storage.message_ids(["a1", "a2", "a3", "a4"]) == {"a1", "a4"}
+
+
+def test_read_statements_match_their_documented_columns(storage: Storage) -> None:
+    storage.upgrade_schema(S.SCHEMA_VERSION, "m1")
+    storage.acquire_lease("m1", 30)
+    storage.register_node("c1", "coreapp", "h", (1, 2, 3, 4), "2.53.2", "i", "coreapp", "disconnected")
+    for name, cols in S.COLUMNS.items():
+        params = ("x",) if name == "read_message" else ()
+        with storage.cursor() as cur:
+            cur.execute(S.statement(storage.engine, name), params)
+            assert len(cur.description) == len(cols), name
+    lease = S.rows_as_dicts("read_lease", storage.fetchall("read_lease"))[0]
+    assert lease["holder"] == "m1" and lease["expired"] == 0 and 29 < lease["seconds_left"] <= 30
+    nodes = S.rows_as_dicts("read_nodes", storage.fetchall("read_nodes"))
+    assert nodes[0]["node_id"] == "c1" and 0 <= nodes[0]["heartbeat_age"] < 5
+    shards = S.rows_as_dicts("read_shard_map", storage.fetchall("read_shard_map"))
+    assert len(shards) == S.MAX_SHARDS and [s["shard_id"] for s in shards if s["active"]] == [0]
