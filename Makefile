@@ -15,7 +15,7 @@ ANSIBLE_TEST := cd $(COLL) && ansible-test
 PYTEST := $(PY) -m pytest -p no:cacheprovider
 
 .PHONY: help run test deps images collection lint sanity units integration integration-standin \
-        integration-modules testbed-smoke package \
+        integration-modules integration-cluster-modules testbed-smoke package roles deploy molecule \
         dbservers dbservers-stop testbed-down clean lock
 
 help:
@@ -35,7 +35,7 @@ run: deps images
 # --- test stages, in the order CI runs them ---------------------------------------------------
 test: deps
 	@rm -f .build/stage-times.tsv
-	@$(MAKE) --no-print-directory lint sanity units package images integration testbed-smoke
+	@$(MAKE) --no-print-directory lint sanity units package images integration testbed-smoke roles deploy molecule
 	@echo; echo "stage times (s):"; column -t .build/stage-times.tsv
 
 lint: deps
@@ -64,7 +64,7 @@ dbservers-stop:
 	@$(PY) -m tests.support.dbservers stop
 
 integration: dbservers
-	@$(MAKE) --no-print-directory integration-standin integration-modules
+	@$(MAKE) --no-print-directory integration-standin integration-modules integration-cluster-modules
 
 # Stand-in cluster tests: processes on loopback against real MariaDB and PostgreSQL, then the
 # images under plain compose.
@@ -75,6 +75,23 @@ integration-standin: dbservers
 integration-modules: collection dbservers
 	@$(PY) -m tests.integration.write_config $(COLL)/tests/integration/integration_config.yml
 	@$(STAGE) modules bash -c '$(ANSIBLE_TEST) integration --local --python 3.11 --color no'
+
+# The cluster modules against a running stand-in cluster (processes on loopback, both engines).
+integration-cluster-modules: dbservers
+	@$(STAGE) cluster-modules $(PYTEST) tests/cluster_modules -q
+
+# The roles on the nested-Docker testbed (database, NFS, engine, cron, firewall).
+roles: images
+	@$(STAGE) roles $(PYTEST) tests/roles -q
+
+# The cluster's lifecycle on the testbed: converge, idempotence, check mode, logs, uninstall.
+deploy: images
+	@$(STAGE) deploy $(PYTEST) tests/deploy -q
+
+# Molecule scenarios with the failover drills (extensions/molecule).
+MOLECULE_SCENARIOS ?= dev ha_mysql ha_postgres
+molecule: images
+	@for s in $(MOLECULE_SCENARIOS); do $(STAGE) molecule-$$s molecule test -s $$s || exit 1; done
 
 testbed-smoke: images
 	@$(STAGE) testbed-smoke $(PYTEST) tests/testbed -q
