@@ -32,12 +32,12 @@ options:
     description:
       - The password to set at the first login (8 to 64 characters).
       - When O(api_password) is refused but O(api_new_password) is accepted, the password was already
-        changed (by an earlier run) and the module carries on: the first login is idempotent.
+        changed (by an earlier run) and the module carries on, so the first login is idempotent.
     type: str
   api_key:
     description:
-      - The webapp's C(WA_API_KEY), sent as C(Authorization: Apikey KEY) to the endpoints that accept it
-        (C(/v1/health), stats, metrics). Other calls still need O(api_password) or O(api_token).
+      - "The webapp's C(WA_API_KEY), sent as C(Authorization: Apikey KEY) to the endpoints that accept it
+        (C(/v1/health), stats, metrics). Other calls still need O(api_password) or O(api_token)."
     type: str
   api_token:
     description:

@@ -365,7 +365,7 @@ def parallel(calls, timeout):
     pool = ThreadPoolExecutor(max_workers=min(32, len(calls)))
     try:
         futures = dict((pool.submit(fn), key) for key, fn in calls.items())
-        done, _ = wait(list(futures), timeout=timeout)
+        done = wait(list(futures), timeout=timeout)[0]
         out = {}
         for fut, key in futures.items():
             if fut in done:

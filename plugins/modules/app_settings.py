@@ -15,14 +15,14 @@ version_added: 0.1.0
 description:
   - Reads C(GET /v1/settings/application), compares it with the values given and sends only the
     values that differ with C(PATCH /v1/settings/application); then reads the settings back and
-    reports RV(changed) from what it read.
+    reports C(changed) from what it read.
   - Before anything is sent, checks that the resulting settings are sane
     (C(1 <= heartbeat_interval < unhealthy_interval)); values not given keep their current value
     in that check.
   - The webapp forwards the change to the primary master, which stores it under its lease and
     pushes it to every node.
 author:
-  - wabiz.cluster maintainers
+  - wabiz.cluster maintainers (!UNKNOWN)
 extends_documentation_fragment:
   - ansible.builtin.action_common_attributes
   - wabiz.cluster.api
@@ -34,6 +34,7 @@ attributes:
     support: full
     details: Shows the settings before and after.
   idempotent:
+    description: Whether a second run with the same options changes nothing.
     support: full
   platform:
     platforms: posix

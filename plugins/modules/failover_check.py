@@ -29,7 +29,7 @@ description:
     C(ansible localhost -m wabiz.cluster.failover_check -a "api_url=https://127.0.0.1:9090 api_key=KEY
     db_engine=mysql db_user=wa db_password=PW validate_certs=false").
 author:
-  - wabiz.cluster maintainers
+  - wabiz.cluster maintainers (!UNKNOWN)
 extends_documentation_fragment:
   - ansible.builtin.action_common_attributes
   - wabiz.cluster.api
@@ -41,8 +41,9 @@ attributes:
   diff_mode:
     support: none
   idempotent:
+    description: Whether a second run with the same options changes nothing.
     support: full
-    details: Never changes anything (RV(changed) is always V(false)).
+    details: Never changes anything (C(changed) is always V(false)).
   platform:
     platforms: posix
 options:
@@ -68,7 +69,7 @@ options:
     default: true
   min_masters:
     description:
-      - How many masters must answer (HA needs two: one primary, one secondary to take over).
+      - How many masters must answer. HA needs two, one primary and one secondary to take over.
     type: int
     default: 2
   min_spares:
@@ -444,8 +445,8 @@ def table_lines(report):
                             fmt_age(s["owner_heartbeat_age"]) if s["owner"] else None] for s in report["shards"]])
     lines.append("")
     lease = report["lease"]
-    lines.append("lease: %s (epoch %s%s)" % (lease.get("holder") or "none", lease.get("epoch"),
-                                            ", expired" if lease.get("expired") else ""))
+    expired = ", expired" if lease.get("expired") else ""
+    lines.append("lease: %s (epoch %s%s)" % (lease.get("holder") or "none", lease.get("epoch"), expired))
     lines.append("healthy: %s" % ("yes" if report["healthy"] else "NO"))
     lines += ["- %s" % f for f in report["findings"]]
     return lines

@@ -16,15 +16,15 @@ description:
   - Counts the messages in the cluster database, calls C(PUT /v1/services/message/gc), waits until
     every coreapp reports its collection finished (C(GET /v1/services/message/gc)), and counts again.
   - Repeats while the messages table still holds more than O(threshold) rows and the last round
-    deleted something, at most O(max_rounds) times (the guide: a table of over ten million rows
+    deleted something, at most O(max_rounds) times (the guide says a table of over ten million rows
     needs several calls).
   - With O(mark_read), first marks incoming messages that are not read yet as read, since the
     collection keeps unread incoming messages.
   - When nothing can be collected (no delivered or read message), nothing is called and
-    RV(changed) is V(false).
+    C(changed) is V(false).
   - Reports the rows before and after, per round what each coreapp did, and the time taken.
 author:
-  - wabiz.cluster maintainers
+  - wabiz.cluster maintainers (!UNKNOWN)
 extends_documentation_fragment:
   - ansible.builtin.action_common_attributes
   - wabiz.cluster.api
@@ -36,6 +36,7 @@ attributes:
   diff_mode:
     support: none
   idempotent:
+    description: Whether a second run with the same options changes nothing.
     support: full
     details: A second run finds nothing to collect and changes nothing.
   platform:

@@ -28,7 +28,7 @@ description:
     the shard's epoch, so the old owner is fenced exactly as in a failover. That path needs a
     database user that may update the shard map."
 author:
-  - wabiz.cluster maintainers
+  - wabiz.cluster maintainers (!UNKNOWN)
 extends_documentation_fragment:
   - ansible.builtin.action_common_attributes
   - wabiz.cluster.api
@@ -41,6 +41,7 @@ attributes:
     support: full
     details: Shows the shard map (shard and owner) before and after.
   idempotent:
+    description: Whether a second run with the same options changes nothing.
     support: full
   platform:
     platforms: posix
@@ -374,7 +375,7 @@ def main():
 def _serving(db, p, want):
     """True when the active shards are exactly ``want`` and each owner answers as connected."""
     state = read_state(db, p["probe_timeout"])
-    rows, _ = summarize(state, p["heartbeat_threshold"])
+    rows = summarize(state, p["heartbeat_threshold"])[0]
     return len(rows) == want and all(r["owner"] and r["owner_status"] == "connected" for r in rows)
 
 
@@ -426,8 +427,8 @@ def move(module, api, db, p, state, args):
         return probe.get("ok") and probe.get("gateway_status") == "connected"
 
     if not wait_until(new_owner_serves, p["wait_timeout"]):
-        module.fail_json(msg="shard %d was given to %s but it does not serve after %ss" % (shard, target,
-                                                                                          p["wait_timeout"]),
+        module.fail_json(msg="shard %d was given to %s but it does not serve after %ss"
+                         % (shard, target, p["wait_timeout"]),
                          failure_kind="timeout", move_method=used)
     return {"ownerless_seconds": round(time.time() - switched, 3), "move_method": used, "previous_owner": old_owner}
 

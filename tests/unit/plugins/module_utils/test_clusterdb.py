@@ -3,6 +3,8 @@ failures become one clear sentence per kind (the SQL itself runs in tests/cluste
 
 from __future__ import annotations
 
+import types
+
 import pytest
 from ansible_collections.wabiz.cluster.plugins.module_utils import _clusterdb as cdb
 from ansible_collections.wabiz.cluster.plugins.module_utils import cluster_schema as S
@@ -81,43 +83,53 @@ def test_mark_incoming_read_statement_is_in_the_schema_for_both_engines():
     assert S.MODULE_MARK_INCOMING_READ in S.STATEMENT_NAMES
 
 
-class MySQLErr(Exception):
-    pass
+class FakeDriverError(Exception):
+    """Stands for pymysql.err.MySQLError / psycopg2.Error (the drivers need not be installed here)."""
 
 
+def fake_driver(monkeypatch, engine, exc):
+    def fail(**kw):
+        raise exc
+
+    if engine == "mysql":
+        fake = types.SimpleNamespace(err=types.SimpleNamespace(MySQLError=FakeDriverError), connect=fail)
+        monkeypatch.setattr(cdb, "pymysql", fake, raising=False)
+        monkeypatch.setattr(cdb, "HAS_PYMYSQL", True)
+    else:
+        fake = types.SimpleNamespace(Error=FakeDriverError, connect=fail)
+        monkeypatch.setattr(cdb, "psycopg2", fake, raising=False)
+        monkeypatch.setattr(cdb, "HAS_PSYCOPG2", True)
+
+
+# Error numbers and texts as PyMySQL 1.1 raises them against MariaDB 10.11.
 @pytest.mark.parametrize("args, kind, words", [
     ((1049, "Unknown database 'prod_waent'"), "no_database", "'prod_waent' does not exist"),
-    ((1045, "Access denied for user 'wa'@'10.0.0.9'"), "login_refused", "refused the login of user 'wa'"),
+    ((1045, "Access denied for user 'wa'@'10.0.0.9' (using password: YES)"), "login_refused",
+     "refused the login of user 'wa'"),
     ((2003, "Can't connect to MySQL server on 'db1' ([Errno 111] Connection refused)"), "unreachable",
      "cannot reach the MySQL server db1:3306"),
 ])
 def test_mysql_connect_errors(monkeypatch, args, kind, words):
-    pymysql = pytest.importorskip("pymysql")
-
-    def fail(**kw):
-        raise pymysql.err.OperationalError(*args)
-
-    monkeypatch.setattr(cdb.pymysql, "connect", fail)
+    fake_driver(monkeypatch, "mysql", FakeDriverError(*args))
     with pytest.raises(cdb.ClusterDbError) as e:
         cdb.ClusterDb(PARAMS).connect()
     assert e.value.kind == kind and words in e.value.msg and "pw-secret" not in e.value.msg
 
 
+# Texts as psycopg2 2.9 raises them against PostgreSQL 15.
 @pytest.mark.parametrize("text, kind", [
-    ('FATAL:  database "prod_waent" does not exist', "no_database"),
-    ('FATAL:  password authentication failed for user "wa"', "login_refused"),
-    ('connection to server at "db1", port 5432 failed: Connection refused', "unreachable"),
+    ('connection to server at "db1" (10.0.0.2), port 5432 failed: FATAL:  database "prod_waent" does not exist',
+     "no_database"),
+    ('connection to server at "db1" (10.0.0.2), port 5432 failed: FATAL:  password authentication failed for '
+     'user "wa"', "login_refused"),
+    ('connection to server at "db1" (10.0.0.2), port 5432 failed: Connection refused', "unreachable"),
 ])
 def test_pgsql_connect_errors(monkeypatch, text, kind):
-    psycopg2 = pytest.importorskip("psycopg2")
-
-    def fail(**kw):
-        raise psycopg2.OperationalError(text)
-
-    monkeypatch.setattr(cdb.psycopg2, "connect", fail)
+    fake_driver(monkeypatch, "postgresql", FakeDriverError(text))
     with pytest.raises(cdb.ClusterDbError) as e:
         cdb.ClusterDb(dict(PARAMS, db_engine="postgresql")).connect()
     assert e.value.kind == kind and "pw-secret" not in e.value.msg
+    assert "PostgreSQL server db1:5432" in e.value.msg
 
 
 def test_missing_driver_is_reported(monkeypatch):
