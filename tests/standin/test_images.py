@@ -4,6 +4,7 @@ connected coreapp. Container and network names start with ``wabiz-standin-test``
 
 from __future__ import annotations
 
+import base64
 import json
 import shutil
 import ssl
@@ -28,19 +29,18 @@ COMPOSE = """
 name: {project}
 x-node: &node
   image: wabiz-standin/coreapp:v{version}
-  command: ["/opt/whatsapp/bin/wait_on_mysql.sh", "/opt/whatsapp/bin/launch_within_docker.sh"]
+  command: ["/opt/whatsapp/bin/{wait_script}", "/opt/whatsapp/bin/launch_within_docker.sh"]
   restart: unless-stopped
   cap_drop: [MKNOD]
   volumes: ["whatsappMedia:/usr/local/wamedia"]
 x-env: &env
-  WA_DB_ENGINE: MYSQL
+  WA_DB_ENGINE: {engine}
   WA_DB_HOSTNAME: db
-  WA_DB_PORT: "3306"
+  WA_DB_PORT: "{db_port}"
   WA_DB_USERNAME: wauser
   WA_DB_PASSWORD: wa-test-pw
   WA_DB_NAME_PREFIX: compose_
-  WA_DB_CONNECTION_IDLE_TIMEOUT: "180000"
-  WA_APP_MULTICONNECT: "1"
+{idle}  WA_APP_MULTICONNECT: "1"
   WA_RUNNING_ENV_VERSION: v{version}
   ORCHESTRATION: DOCKER-COMPOSE
   WA_DEFAULT_HEARTBEAT_INTERVAL: "1"
@@ -50,8 +50,11 @@ x-env: &env
   WA_LEASE_TTL_SECONDS: "6"
 services:
   db:
-    image: wabiz/mariadb:10.11
+    image: {db_image}
     container_name: {project}-db
+    environment:
+      POSTGRES_USER: wauser
+      POSTGRES_PASSWORD: wa-test-pw
   master1:
     <<: *node
     container_name: {project}-master1
@@ -107,16 +110,24 @@ def images(docker_client) -> None:
                "standin-2.53.1", "standin-2.53.2", check=False, timeout=1200)
     assert res.returncode == 0, res.stdout + res.stderr
     for tag in (f"wabiz-standin/coreapp:v{VERSION}", f"wabiz-standin/web:v{VERSION}",
-                "wabiz-standin/coreapp:v2.53.1", "wabiz/mariadb:10.11"):
+                "wabiz-standin/coreapp:v2.53.1", "wabiz/mariadb:10.11", "wabiz/postgres:15"):
         docker_client.images.get(tag)
 
 
-@pytest.fixture
-def compose_project(images, tmp_path: Path) -> Iterator[tuple[str, Path]]:
+ENGINES = {
+    "mysql": {"engine": "MYSQL", "db_port": 3306, "wait_script": "wait_on_mysql.sh", "db_image": "wabiz/mariadb:10.11",
+              "idle": '  WA_DB_CONNECTION_IDLE_TIMEOUT: "180000"\n'},
+    "pgsql": {"engine": "PGSQL", "db_port": 5432, "wait_script": "wait_on_postgres.sh", "db_image": "wabiz/postgres:15",
+              "idle": ""},
+}
+
+
+@pytest.fixture(params=sorted(ENGINES))
+def compose_project(images, tmp_path: Path, request) -> Iterator[tuple[str, Path, str]]:
     project = f"{PROJECT_PREFIX}-{uuid.uuid4().hex[:6]}"
     f = tmp_path / "compose.yml"
-    f.write_text(COMPOSE.format(project=project, version=VERSION))
-    yield project, f
+    f.write_text(COMPOSE.format(project=project, version=VERSION, **ENGINES[request.param]))
+    yield project, f, request.param
     logs = _run("docker", "compose", "-p", project, "-f", str(f), "logs", "--no-color", check=False)
     (tmp_path / "compose.log").write_text(logs.stdout + logs.stderr)
     _run("docker", "compose", "-p", project, "-f", str(f), "down", "-v", "--timeout", "5", check=False)
@@ -127,10 +138,16 @@ def compose_project(images, tmp_path: Path) -> Iterator[tuple[str, Path]]:
 
 
 def _get(port: int, path: str, auth: str) -> tuple[int, dict]:
+    return _req(port, "GET", path, auth)
+
+
+def _req(port: int, method: str, path: str, auth: str, body: dict | None = None) -> tuple[int, dict]:
     ctx = ssl.create_default_context()
     ctx.check_hostname = False
     ctx.verify_mode = ssl.CERT_NONE
-    req = urllib.request.Request(f"https://127.0.0.1:{port}{path}", headers={"Authorization": auth})
+    data = json.dumps(body).encode() if body is not None else None
+    req = urllib.request.Request(f"https://127.0.0.1:{port}{path}", data=data, method=method,
+                                 headers={"Authorization": auth, "Content-Type": "application/json"})
     try:
         with urllib.request.urlopen(req, timeout=5, context=ctx) as r:
             return r.status, json.loads(r.read())
@@ -140,18 +157,22 @@ def _get(port: int, path: str, auth: str) -> tuple[int, dict]:
 
 @pytest.mark.skipif(shutil.which("docker") is None, reason="needs the docker CLI")
 def test_compose_cluster_answers_health_with_one_primary_and_one_connected_coreapp(compose_project) -> None:
-    project, f = compose_project
+    project, f, engine = compose_project
     base = ["docker", "compose", "-p", project, "-f", str(f)]
     _run(*base, "up", "-d", "db")
-    deadline = time.monotonic() + 90
-    sql = ("CREATE USER IF NOT EXISTS 'wauser'@'%' IDENTIFIED BY 'wa-test-pw'; "
-           "GRANT ALL PRIVILEGES ON *.* TO 'wauser'@'%'; FLUSH PRIVILEGES;")
-    while True:
-        res = _run("docker", "exec", f"{project}-db", "mariadb", "-uroot", "-e", sql, check=False)
-        if res.returncode == 0:
-            break
-        assert time.monotonic() < deadline, f"MariaDB did not start: {res.stderr}"
-        time.sleep(1)
+    if engine == "mysql":
+        # The MariaDB image lets root in through the socket only: create the cluster's user.
+        deadline = time.monotonic() + 90
+        sql = ("CREATE USER IF NOT EXISTS 'wauser'@'%' IDENTIFIED BY 'wa-test-pw'; "
+               "GRANT ALL PRIVILEGES ON *.* TO 'wauser'@'%'; FLUSH PRIVILEGES;")
+        while True:
+            res = _run("docker", "exec", f"{project}-db", "mariadb", "-uroot", "-e", sql, check=False)
+            if res.returncode == 0:
+                break
+            assert time.monotonic() < deadline, f"MariaDB did not start: {res.stderr}"
+            time.sleep(1)
+    # (PostgreSQL: the image creates wauser with CREATEDB from POSTGRES_USER/POSTGRES_PASSWORD;
+    # the nodes' wait_on_postgres.sh waits for it.)
     _run(*base, "up", "-d")
     port = int(_run(*base, "port", "waweb", "443").stdout.strip().rsplit(":", 1)[1])
     deadline = time.monotonic() + 120
@@ -177,6 +198,18 @@ def test_compose_cluster_answers_health_with_one_primary_and_one_connected_corea
     # The running version is visible, and the webapp's logs land in /var/log/whatsapp.
     status, _ = _get(port, "/v1/support", "Apikey compose-key")
     assert status == 401, "support needs an admin token, not the API key"
+    # Login (first login sets the password), send a message, read it back (Debian's aiohttp 3.8).
+    basic = "Basic " + base64.b64encode(b"admin:secret").decode()
+    status, body = _req(port, "POST", "/v1/users/login", basic, {"new_password": "Compose-pw-1"})
+    assert status == 200, body
+    bearer = "Bearer " + body["users"][0]["token"]
+    status, body = _req(port, "POST", "/v1/messages", bearer, {"to": "16505550100", "type": "text",
+                                                               "text": {"body": "hello"}})
+    assert status == 201, body
+    status, body = _req(port, "GET", f"/v1/messages/{body['messages'][0]['id']}", bearer)
+    assert status == 200 and body["messages"][0]["to"] == "16505550100"
+    status, body = _req(port, "GET", "/v1/support", bearer)
+    assert {n["version"] for n in body["support"]["nodes"].values()} == {VERSION}
     res = _run("docker", "exec", f"{project}-waweb", "ls", "/var/log/whatsapp")
     assert {"web.log", "access.log", "error.log", "archive"} <= set(res.stdout.split())
     # Webapp rotation by logrotate: above 20 MB, compressed into archive/.
