@@ -55,6 +55,7 @@ class Master(BaseNode):
         self.pushed_revision = -1
         self.cycle_no = 0
         self.no_candidate_logged: set[int] = set()
+        self.shard_lock = asyncio.Lock()  # the loop and the control API both manage shards
 
     # -- role ------------------------------------------------------------------------------
     @property
@@ -262,6 +263,10 @@ class Master(BaseNode):
         return mode, out
 
     async def manage_shards(self) -> None:
+        async with self.shard_lock:
+            await self._manage_shards()
+
+    async def _manage_shards(self) -> None:
         nodes, shards, observations = await asyncio.gather(
             self.store.call(self.storage.nodes), self.store.call(self.storage.shard_map),
             self.store.call(self.storage.observations))
