@@ -387,7 +387,7 @@ class LibNfs:
 
 
 def userspace_check(run, which, server, export, version, uid, gid, port=2049, timeout=15, write=True,
-                    libnfs_factory=LibNfs):
+                    libnfs_factory=LibNfs, sleep=time.sleep, clock=time.time):
     """Check the export over the NFS protocol from user space: reach the server, list the export,
     write a probe file, read it back, delete it (as uid:gid, the AUTH_SYS credentials libnfs sends).
 
@@ -430,27 +430,47 @@ def userspace_check(run, which, server, export, version, uid, gid, port=2049, ti
     name = PROBE_PREFIX + uuid.uuid4().hex
     token = uuid.uuid4().hex
     url = nfs_url(server, export, version, uid, gid, name)
+    deadline = clock() + timeout
+
+    def in_grace(rc, out, err):
+        """A server that has just started refuses state-changing calls for its grace period
+        (NFS4ERR_GRACE): wait it out, within the timeout, instead of failing."""
+        if rc != 0 and "NFS4ERR_GRACE" in (err or out) and clock() < deadline:
+            waited[0] = True
+            sleep(1)
+            return True
+        return False
+
+    waited = [False]
     fd, local = tempfile.mkstemp(prefix="wabiz-nfs-probe-")
     try:
         with os.fdopen(fd, "w") as f:
             f.write(token)
         rc, out, err = run([tools["nfs-cp"], local, url])
+        while in_grace(rc, out, err):
+            rc, out, err = run([tools["nfs-cp"], local, url])
         if rc != 0:
             step("write", False, "nfs-cp to %s: %s" % (url, (err or out).strip()))
             return result
-        step("write", True, "wrote %s" % name)
+        step("write", True, "wrote %s%s" % (name, " (after the server's grace period)" if waited[0] else ""))
         rc, out, err = run([tools["nfs-cat"], url])
+        while in_grace(rc, out, err):
+            rc, out, err = run([tools["nfs-cat"], url])
         if rc != 0 or out != token:
             step("read", False, "nfs-cat %s: %s" % (url, (err or out).strip() if rc else "other content than written"))
             return result
         step("read", True, "read back %d bytes" % len(token))
     finally:
         os.unlink(local)
-    try:
-        libnfs_factory().unlink(server, export, name, version, uid, gid, timeout * 1000)
-    except NfsError as exc:
-        step("delete", False, exc.msg)
-        return result
+    while True:
+        try:
+            libnfs_factory().unlink(server, export, name, version, uid, gid, timeout * 1000)
+            break
+        except NfsError as exc:
+            if in_grace(1, "", exc.msg):
+                continue
+            step("delete", False, exc.msg)
+            return result
     rc, out, err = run([tools["nfs-ls"], result["url"]])
     if rc != 0 or name in out:
         step("delete", False, "%s is still listed after the delete" % name if rc == 0 else (err or out).strip())

@@ -319,6 +319,44 @@ def test_userspace_check_stops_at_the_failing_step(listening_port, fail, step, d
     assert result["steps"][-1] is bad
 
 
+def test_userspace_check_waits_out_the_servers_grace_period(listening_port):
+    server = FakeServer()
+    grace = {"left": 3}
+    real_run = server.run
+
+    def run(argv):
+        if os.path.basename(argv[0]) == "nfs-cp" and grace["left"]:
+            grace["left"] -= 1
+            return 1, "", 'creat call failed with "NFS4: (path /) failed with NFS4ERR_GRACE(-5)"'
+        return real_run(argv)
+
+    slept = []
+    now = [0.0]
+
+    def sleep(s):
+        slept.append(s)
+        now[0] += s
+
+    result = nfs.userspace_check(run, server.which, "127.0.0.1", "/media", 4, 0, 0, port=listening_port, timeout=10,
+                                 libnfs_factory=server.libnfs, sleep=sleep, clock=lambda: now[0])
+    assert result["ok"] is True
+    assert slept == [1, 1, 1]
+    assert result["steps"][2]["detail"].endswith("(after the server's grace period)")
+
+
+def test_userspace_check_grace_longer_than_the_timeout_fails(listening_port):
+    server = FakeServer({"nfs-cp": "creat call failed with NFS4ERR_GRACE(-5)"})
+    now = [0.0]
+
+    def sleep(s):
+        now[0] += s
+
+    result = nfs.userspace_check(server.run, server.which, "127.0.0.1", "/media", 4, 0, 0, port=listening_port,
+                                 timeout=4, libnfs_factory=server.libnfs, sleep=sleep, clock=lambda: now[0])
+    assert nfs.failed_step(result)["step"] == "write"
+    assert now[0] == 4
+
+
 def test_userspace_check_unreachable():
     import socket
 
