@@ -33,6 +33,7 @@ options:
       - The password to set at the first login (8 to 64 characters).
       - When O(api_password) is refused but O(api_new_password) is accepted, the password was already
         changed (by an earlier run) and the module carries on, so the first login is idempotent.
+      - In check mode the password is never changed; a cluster that still requires the change makes the task fail.
     type: str
   api_key:
     description:

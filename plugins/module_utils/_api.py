@@ -133,7 +133,7 @@ class WabizApi(object):
     """A small client of one webapp. ``params`` are the options of api_argument_spec();
     ``opener`` (for tests) replaces open_url."""
 
-    def __init__(self, params, opener=None, sleep=time.sleep):
+    def __init__(self, params, opener=None, sleep=time.sleep, check_mode=False):
         self.base = params["api_url"].rstrip("/")
         if not self.base.startswith(("http://", "https://")):
             self.base = "https://" + self.base
@@ -152,6 +152,7 @@ class WabizApi(object):
         self.logins = 0  # how many times this run logged in (0 = a token was reused)
         self.token_source = "option" if self.token else None
         self.password_changed = False
+        self.check_mode = check_mode  # the first login's password change is a change: not in check mode
 
     # -- transport ------------------------------------------------------------------------
     def url(self, path):
@@ -267,6 +268,10 @@ class WabizApi(object):
             if err.kind == "password_change_required":
                 if not self.new_password or password == self.new_password:
                     raise err
+                if self.check_mode:
+                    raise ApiError("password_change_required", "the first login must change the password, which "
+                                   "check mode does not do: run once without check mode (or use api_key where it "
+                                   "is enough).", err.status, err.code)
                 status, payload = self.raw("POST", "/v1/users/login", {"new_password": self.new_password},
                                            {"Authorization": self._basic(password)})
                 if status == 200:

@@ -155,7 +155,7 @@ def main():
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True,
                            required_one_of=[("api_password", "api_new_password", "api_token"),
                                             ("heartbeat_interval", "unhealthy_interval", "settings")])
-    api = WabizApi(module.params)
+    api = WabizApi(module.params, check_mode=module.check_mode)
     try:
         before = read(api)
         changes, after, problem = plan(before, desired_values(module.params))

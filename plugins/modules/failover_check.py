@@ -530,7 +530,8 @@ def main():
                            required_one_of=[("api_key", "api_password", "api_new_password", "api_token")])
     started = time.time()
     try:
-        data = collect(module.params)
+        data = collect(module.params, api=WabizApi(dict(module.params, api_timeout=module.params["probe_timeout"],
+                                                        api_retries=0), check_mode=module.check_mode))
     except ClusterDbError as exc:
         if exc.kind == "missing_library":
             module.fail_json(msg=missing_required_lib(exc.msg), exception=exc.exception, failure_kind=exc.kind)

@@ -234,7 +234,7 @@ def main():
         if todo and not module.check_mode:
             if p["mark_read"]:
                 marked = db.mark_incoming_read()
-            api = WabizApi(p)
+            api = WabizApi(p, check_mode=module.check_mode)
             stopped = None
             rows = sum(before.values())
             while stopped is None:

@@ -340,7 +340,7 @@ def main():
                              shards=len(map_before))
         result["plan"] = [sentence for _k, _a, sentence in plan]
         if plan and not module.check_mode:
-            api = WabizApi(p)
+            api = WabizApi(p, check_mode=module.check_mode)
             for kind, args, _sentence in plan:
                 if kind == "shards":
                     set_shard_count(module, api, db, p, args)

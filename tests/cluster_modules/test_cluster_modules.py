@@ -7,6 +7,7 @@ The tests share one cluster per engine and run in file order (see conftest.py).
 
 from __future__ import annotations
 
+import base64
 import json
 import signal
 import time
@@ -49,7 +50,7 @@ def wait_healthy(mc: ModCluster, run, timeout: float = 30) -> dict:
 def test_failover_check_healthy(mc: ModCluster, run) -> None:
     c = mc.c
     wait_for(mc.healthy_now, 20, what="a settled cluster")
-    r = run("failover_check", mc.check_args(expected_nodes=ALL_NODES))
+    r = run("failover_check", mc.check_args(expected_nodes=ALL_NODES), via="ansible")
     assert not r.get("failed"), r.get("msg")
     assert r["healthy"] is True and r["findings"] == [] and r["changed"] is False
     assert sorted(n["node"] for n in r["nodes"]) == sorted(ALL_NODES)
@@ -75,12 +76,12 @@ def test_failover_check_healthy(mc: ModCluster, run) -> None:
     adhoc = " ".join(f"{k}={v}" for k, v in {
         "api_url": mc.url(), "api_key": API_KEY, "validate_certs": "false", "heartbeat_threshold": 3,
         **mc.db}.items())
-    r2 = run("failover_check", adhoc, check=True)
+    r2 = run("failover_check", adhoc, check=True, via="ansible")
     assert r2.get("healthy") is True, r2.get("msg")
 
 
 def test_failover_check_clear_errors(mc: ModCluster, run) -> None:
-    r = run("failover_check", mc.check_args(api_key="wrong-key"))
+    r = run("failover_check", mc.check_args(api_key="wrong-key"), via="ansible")
     assert r.get("failed") and r["failure_kind"] == "auth", r
     assert "wrong-key" not in json.dumps(r), "the API key is never echoed"
     r = run("failover_check", mc.check_args(db_password="wrong-db-password"))
@@ -99,22 +100,29 @@ def test_failover_check_clear_errors(mc: ModCluster, run) -> None:
 # -- app_settings ---------------------------------------------------------------------------------
 
 def test_app_settings(mc: ModCluster, run) -> None:
+    c = mc.c
+    basic = "Basic " + base64.b64encode(b"admin:secret").decode()
     assert app_settings_in_db(mc)["unhealthy_interval"] == 6
-    r = run("app_settings", mc.api(unhealthy_interval=7), check=True, diff=True)
-    assert r["changed"] is True and r["changes"] == {"unhealthy_interval": 7}, r
-    assert "unhealthy_interval: 7" in r["diff"]["after"] and "unhealthy_interval: 6" in r["diff"]["before"]
-    assert app_settings_in_db(mc)["unhealthy_interval"] == 6, "check mode changes nothing"
-
-    r = run("app_settings", mc.api(unhealthy_interval=7), diff=True)
-    assert r["changed"] is True and r["settings"]["unhealthy_interval"] == 7, r
-    assert app_settings_in_db(mc)["unhealthy_interval"] == 7
-    # The first login set the new password: Basic auth with it works now.
-    mc.c.login(password=PASSWORD)
-
+    # A fresh cluster: the first login must change the password, which check mode does not do.
     r = run("app_settings", mc.api(unhealthy_interval=7), check=True)
-    assert r["changed"] is False
+    assert r.get("failed") and r["failure_kind"] == "password_change_required" and "check mode" in r["msg"], r
+    assert c.api("POST", "/v1/users/login", None, auth=basic)[0] == 400, "the initial password still needs a change"
+
+    r = run("app_settings", mc.api(unhealthy_interval=7), diff=True, via="ansible")
+    assert r["changed"] is True and r["changes"] == {"unhealthy_interval": 7}, r
+    assert r["settings"]["unhealthy_interval"] == 7 and r["before"]["unhealthy_interval"] == 6
+    assert "unhealthy_interval: 7" in r["diff"]["after"] and "unhealthy_interval: 6" in r["diff"]["before"]
+    assert app_settings_in_db(mc)["unhealthy_interval"] == 7
+    assert c.api("POST", "/v1/users/login", None, auth=basic)[0] == 401, "the first login changed the password"
+    c.login(password=PASSWORD)
+
     r = run("app_settings", mc.api(unhealthy_interval=7))
     assert r["changed"] is False and r["changes"] == {}
+
+    r = run("app_settings", mc.api(unhealthy_interval=6), check=True, diff=True)
+    assert r["changed"] is True and r["changes"] == {"unhealthy_interval": 6}
+    assert "unhealthy_interval: 6" in r["diff"]["after"]
+    assert app_settings_in_db(mc)["unhealthy_interval"] == 7, "check mode changes nothing"
 
     r = run("app_settings", mc.api(heartbeat_interval=7))
     assert r.get("failed") and r["failure_kind"] == "invalid", r
@@ -133,6 +141,7 @@ def test_app_settings(mc: ModCluster, run) -> None:
 
 def test_shard_table_count(mc: ModCluster, run) -> None:
     c = mc.c
+    c.login(password=PASSWORD)  # the first login's password change (when this test runs alone)
     r = run("shard_table", {**mc.db, **mc.api(), "heartbeat_threshold": 3})
     assert r["changed"] is False and r["shards"] == 1, r
     assert r["map"][0]["owner"] == c.owners()[0] and r["map"][0]["owner_status"] == "connected"
@@ -146,7 +155,7 @@ def test_shard_table_count(mc: ModCluster, run) -> None:
     assert r["changed"] is True and r["plan"] == ["set the shard count from 1 to 2"], r
     assert len(active_shards(mc)) == 1, "check mode changes nothing"
 
-    r = run("shard_table", {**mc.db, **mc.api(), "heartbeat_threshold": 3, "shards": 2})
+    r = run("shard_table", {**mc.db, **mc.api(), "heartbeat_threshold": 3, "shards": 2}, via="ansible")
     assert r["changed"] is True and r["shards"] == 2, r
     shards = active_shards(mc)
     owners = {s[0] for s in shards.values()}
@@ -163,6 +172,7 @@ def test_shard_table_count(mc: ModCluster, run) -> None:
 
 def test_shard_table_move(mc: ModCluster, run) -> None:
     c = mc.c
+    c.login(password=PASSWORD)
     (owner, epoch), = [active_shards(mc)[0]]
     spare = sorted({"coreapp1", "coreapp2", "coreapp3"} - {owner})[0]
     args = {**mc.db, **mc.api(), "heartbeat_threshold": 3, "move_shard": 0, "move_to": spare}
@@ -171,7 +181,7 @@ def test_shard_table_move(mc: ModCluster, run) -> None:
     assert r["changed"] is True and r["plan"] == [f"move shard 0 from {owner} to {spare}"], r
     assert active_shards(mc)[0] == (owner, epoch), "check mode changes nothing"
 
-    r = run("shard_table", args)
+    r = run("shard_table", args, via="ansible")
     assert r["changed"] is True and r["move_method"] == "database", r
     assert active_shards(mc)[0] == (spare, epoch + 1), "the new owner holds the shard at a higher epoch"
     assert c.connected_coreapps() == [spare], "the new owner serves and the old one stopped"
@@ -210,7 +220,7 @@ def test_message_gc(mc: ModCluster, run) -> None:
     assert r["changed"] is True and r["collectable"] == sum(before.values()) and r["rounds"] == [], r
     assert message_counts(mc) == before, "check mode changes nothing"
 
-    r = run("message_gc", args)
+    r = run("message_gc", args, via="ansible")
     assert r["changed"] is True, r
     assert r["rows_before"] == sum(before.values()) and r["rows_after"] == 0 and r["marked_read"] == 3
     assert r["rounds"][0]["coreapps"][owner]["status"] == "completed"
@@ -233,7 +243,7 @@ def test_failover_check_stale_heartbeat(mc: ModCluster, run) -> None:
     c.kill(spare, signal.SIGSTOP)
     try:
         time.sleep(4.0)  # the DB heartbeat (every 1 s) is now older than the 3 s threshold
-        r = run("failover_check", mc.check_args(probe_timeout=1))
+        r = run("failover_check", mc.check_args(probe_timeout=1), via="ansible")
     finally:
         c.kill(spare, signal.SIGCONT)
     assert r.get("failed") and r["healthy"] is False, r
@@ -250,7 +260,7 @@ def test_failover_check_master_stopped(mc: ModCluster, run) -> None:
     primary = c.primary_master()
     secondary = ({"master1", "master2"} - {primary}).pop()
     c.kill(secondary)  # SIGKILL: its registration stays, its heartbeat ages
-    r = run("failover_check", mc.check_args(fail_on_unhealthy=False))
+    r = run("failover_check", mc.check_args(fail_on_unhealthy=False), via="ansible")
     assert r["healthy"] is False and not r.get("failed"), r
     assert any(f.startswith(f"master {secondary} does not answer on its healthcheck port") for f in r["findings"]), \
         r["findings"]
@@ -271,7 +281,7 @@ def test_failover_check_primary_coreapp_stopped(mc: ModCluster, run) -> None:
     c = mc.c
     owner = c.owners()[0]
     c.kill(owner)  # SIGKILL the primary coreapp
-    r = run("failover_check", mc.check_args(fail_on_unhealthy=False))
+    r = run("failover_check", mc.check_args(fail_on_unhealthy=False), via="ansible")
     assert r["healthy"] is False, r
     assert any(f.startswith(f"shard 0's owner {owner} does not answer on its healthcheck port")
                for f in r["findings"]), r["findings"]

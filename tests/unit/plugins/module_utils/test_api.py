@@ -129,6 +129,15 @@ def test_first_login_sets_the_new_password_and_token_is_reused():
     assert client.logins == 1
 
 
+def test_check_mode_never_changes_the_password():
+    web = FakeWebapp()
+    client = api.WabizApi(params(api_password="secret", api_new_password="Secret-123"), opener=web, check_mode=True)
+    with pytest.raises(api.ApiError) as e:
+        client.call("GET", "/v1/settings/application")
+    assert e.value.kind == "password_change_required" and "check mode" in e.value.msg
+    assert web.password == "secret" and not any(c[3] for c in logins(web)), "no new_password was sent"
+
+
 def test_second_run_logs_in_with_the_new_password():
     web = FakeWebapp(password="Secret-123", must_change=False)
     client = api.WabizApi(params(api_password="secret", api_new_password="Secret-123"), opener=web)
