@@ -32,7 +32,8 @@ class BaseNode:
         self.cfg = cfg
         self.instance = secrets.token_hex(8)
         self.storage = make_storage(cfg.engine, cfg.db_host, cfg.db_port, cfg.db_user, cfg.db_password,
-                                    cfg.db_name, cfg.db_timeout, cfg.db_idle_timeout_ms)
+                                    cfg.db_name, cfg.db_timeout, cfg.db_idle_timeout_ms,
+                                    txn_idle_timeout=max(1.0, cfg.fence_seconds))
         self.store = AsyncStore(self.storage, workers=8, timeout=cfg.db_timeout + 1)
         self.stopping = asyncio.Event()
         self.runners: list[web.AppRunner] = []

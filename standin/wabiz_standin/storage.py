@@ -14,6 +14,7 @@ import abc
 import asyncio
 import functools
 import json
+import math
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -77,10 +78,16 @@ class Storage(abc.ABC):
     engine: str = ""
 
     def __init__(self, host: str, port: int, user: str, password: str, database: str,
-                 timeout: float = 5.0, idle_timeout_ms: int | None = None) -> None:
+                 timeout: float = 5.0, idle_timeout_ms: int | None = None,
+                 txn_idle_timeout: float | None = None) -> None:
         self.host, self.port, self.user, self.password = host, port, user, password
         self.database = database
         self.timeout = timeout
+        # Server-side limits of every session: a lock wait never outlasts ``timeout``, and a
+        # transaction left open by a paused or hung node is aborted by the server after
+        # ``txn_idle_timeout`` seconds, releasing its shard-row lock (else a SIGSTOPped old
+        # owner, paused inside a message write, would block its own replacement).
+        self.txn_idle_timeout = txn_idle_timeout
         self.idle_timeout = idle_timeout_ms / 1000.0 if idle_timeout_ms else None
         self._local = threading.local()
 
@@ -383,12 +390,22 @@ class MySQLStorage(Storage):
         import pymysql
 
         try:
-            return pymysql.connect(
+            conn = pymysql.connect(
                 host=self.host, port=self.port, user=self.user, password=self.password, database=database,
                 autocommit=True, connect_timeout=max(1, int(self.timeout)), read_timeout=self.timeout,
-                write_timeout=self.timeout, init_command="SET time_zone = '+00:00'", charset="utf8mb4")
+                write_timeout=self.timeout, charset="utf8mb4",
+                init_command=f"SET time_zone = '+00:00', innodb_lock_wait_timeout = {max(1, math.ceil(self.timeout))}")
         except pymysql.MySQLError as exc:
             raise StorageError(f"cannot connect to MySQL at {self.host}:{self.port}: {exc}") from exc
+        if self.txn_idle_timeout:
+            cur = conn.cursor()
+            try:  # MariaDB >= 10.3; MySQL has no such variable (then wait_timeout bounds it)
+                cur.execute(f"SET SESSION idle_transaction_timeout = {max(1, math.ceil(self.txn_idle_timeout))}")
+            except pymysql.MySQLError:
+                pass
+            finally:
+                cur.close()
+        return conn
 
     def _is_duplicate(self, exc: Exception) -> bool:
         import pymysql
@@ -411,7 +428,9 @@ class PgStorage(Storage):
             conn = psycopg2.connect(
                 host=self.host, port=self.port, user=self.user, password=self.password,
                 dbname=database or "postgres", connect_timeout=max(1, int(self.timeout)),
-                options=f"-c statement_timeout={int(self.timeout * 1000)} -c lock_timeout={int(self.timeout * 1000)}",
+                options=f"-c statement_timeout={int(self.timeout * 1000)} -c lock_timeout={int(self.timeout * 1000)}"
+                        + (f" -c idle_in_transaction_session_timeout={int(self.txn_idle_timeout * 1000)}"
+                           if self.txn_idle_timeout else ""),
                 keepalives=1, keepalives_idle=5, keepalives_interval=2, keepalives_count=2,
                 application_name="wabiz-standin")
         except psycopg2.Error as exc:
@@ -429,9 +448,10 @@ class PgStorage(Storage):
 
 
 def make_storage(engine: str, host: str, port: int, user: str, password: str, database: str,
-                 timeout: float = 5.0, idle_timeout_ms: int | None = None) -> Storage:
+                 timeout: float = 5.0, idle_timeout_ms: int | None = None,
+                 txn_idle_timeout: float | None = None) -> Storage:
     cls = MySQLStorage if S.normalize_engine(engine) == S.MYSQL else PgStorage
-    return cls(host, port, user, password, database, timeout, idle_timeout_ms)
+    return cls(host, port, user, password, database, timeout, idle_timeout_ms, txn_idle_timeout)
 
 
 class AsyncStore:

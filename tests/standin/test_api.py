@@ -62,7 +62,7 @@ def test_rest_subset(make_cluster) -> None:
     secondary = next(n for n in ("master1", "master2") if n != primary)
     assert any("unhealthy_interval:6" in x for x in c.procs[primary].state_lines("settings_change"))
     wait_for(lambda: any("unhealthy_interval:6" in x and "source=push" in x
-                         for x in c.procs[secondary].state_lines("settings_applied")), 5, what="settings pushed")
+                         for x in c.procs[secondary].state_lines("settings_applied")), 10, what="settings pushed")
 
     # -- support lists nodes with versions and shards.
     support = c.api("GET", "/v1/support")[1]["support"]

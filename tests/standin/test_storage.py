@@ -103,3 +103,29 @@ def test_read_statements_match_their_documented_columns(storage: Storage) -> Non
     assert nodes[0]["node_id"] == "c1" and 0 <= nodes[0]["heartbeat_age"] < 5
     shards = S.rows_as_dicts("read_shard_map", storage.fetchall("read_shard_map"))
     assert len(shards) == S.MAX_SHARDS and [s["shard_id"] for s in shards if s["active"]] == [0]
+
+
+def test_a_paused_writer_cannot_block_its_replacement(db_server, storage: Storage) -> None:
+    """An owner paused inside a message write holds the shard row's share lock; the server
+    aborts its idle transaction after txn_idle_timeout, so the promotion goes through and the
+    paused writer's commit fails."""
+    storage.upgrade_schema(S.SCHEMA_VERSION, "m1")
+    epoch = storage.acquire_lease("m1", 60)
+    assert storage.promote(0, 0, "c1", "m1", epoch)
+    paused = make_storage(engine_of(db_server), db_server.host, db_server.port, db_server.admin_user,
+                          db_server.admin_password, storage.database, timeout=5, txn_idle_timeout=1)
+    with paused.cursor() as cur:  # "paused" right after taking the lock, before INSERT/COMMIT
+        cur.execute("BEGIN")
+        cur.execute(paused.q("lock_shard_for_write"), (0,))
+        assert cur.fetchone()[0] == "c1"
+        t0 = time.monotonic()
+        assert storage.promote(0, 1, "c2", "m1", epoch), "the promotion is not blocked for long"
+        waited = time.monotonic() - t0
+        time.sleep(0.2)
+        with pytest.raises(Exception):  # noqa: B017 - the driver's own error for a killed session
+            cur.execute(paused.q("insert_message"), ("p1", 0, "1", "x", "c1", 1))
+            cur.execute("COMMIT")
+    paused.close()
+    print(f"promotion waited {waited:.2f}s for the paused writer's transaction to be aborted")
+    assert waited < 4
+    assert storage.message_ids(["p1"]) == set()
