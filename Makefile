@@ -15,7 +15,7 @@ ANSIBLE_TEST := cd $(COLL) && ansible-test
 PYTEST := $(PY) -m pytest -p no:cacheprovider
 
 .PHONY: help run test deps images collection lint sanity units integration integration-standin \
-        integration-modules integration-cluster-modules testbed-smoke package roles deploy molecule \
+        integration-modules integration-cluster-modules testbed-smoke package roles molecule \
         dbservers dbservers-stop testbed-down clean lock
 
 help:
@@ -35,7 +35,7 @@ run: deps images
 # --- test stages, in the order CI runs them ---------------------------------------------------
 test: deps
 	@rm -f .build/stage-times.tsv
-	@$(MAKE) --no-print-directory lint sanity units package images integration testbed-smoke roles deploy molecule
+	@$(MAKE) --no-print-directory lint sanity units package images integration testbed-smoke roles molecule
 	@echo; echo "stage times (s):"; column -t .build/stage-times.tsv
 
 lint: deps
@@ -83,10 +83,6 @@ integration-cluster-modules: dbservers
 # The roles on the nested-Docker testbed (database, NFS, engine, cron, firewall).
 roles: images
 	@$(STAGE) roles $(PYTEST) tests/roles -q
-
-# The cluster's lifecycle on the testbed: converge, idempotence, check mode, logs, uninstall.
-deploy: images
-	@$(STAGE) deploy $(PYTEST) tests/deploy -q
 
 # Molecule scenarios with the failover drills (extensions/molecule).
 MOLECULE_SCENARIOS ?= dev ha_mysql ha_postgres
