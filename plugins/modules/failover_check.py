@@ -407,7 +407,7 @@ def judge(data, opts):
             "node": nid, "kind": n["kind"], "host": n.get("host"),
             "role": (p.get("role") if probed and answers(nid) else n.get("role")),
             "status": (p.get("gateway_status") if answers(nid) else "unreachable") if probed else
-            ("serving" if n["kind"] == "webapp" else None),
+            _webapp_status(n, data.get("webapps") or {}),
             "version": n.get("version"), "heartbeat_age": _round(n.get("heartbeat_age")),
             "answers": answers(nid) if probed else None,
             "healthcheck": _where(n) if probed else None, "api_status": api_status.get(nid),
@@ -424,6 +424,16 @@ def judge(data, opts):
         "primary_master": primaries[0] if len(primaries) == 1 else None, "spares": spares,
         "lease": lease, "settings": settings,
     }
+
+
+def _webapp_status(n, webapps):
+    """'serving' or 'unreachable' for a registered webapp that was asked, else None."""
+    if n["kind"] != "webapp":
+        return None
+    w = webapps.get("https://%s:%s" % (n.get("host"), n.get("messaging_port")))
+    if w is None:
+        return None
+    return "serving" if w.get("ok") else "unreachable"
 
 
 def _round(v):

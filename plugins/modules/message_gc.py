@@ -197,6 +197,9 @@ def run_round(api, poll_interval, wait_timeout, sleep=time.sleep):
     started = time.time()
     body = api.call("PUT", "/v1/services/message/gc")
     gc = body.get("gc") or {}
+    if not gc:
+        raise ApiError("unavailable", "no coreapp took the garbage collection: no shard has an owner that serves "
+                       "(check the cluster with wabiz.cluster.failover_check)")
     while not all_finished(gc):
         if time.time() - started > wait_timeout:
             raise ApiError("timeout", "the message garbage collection did not finish within %ss: %s" % (

@@ -39,8 +39,8 @@ def healthy_data():
                                                                            "ok_age": 0.7}],
         "probes": {"m1": probe("m1", "primary_master", "connected"), "m2": probe("m2", "secondary_master", "disconnected"),
                    "c1": probe("c1", "coreapp", "connected"), "c2": probe("c2", "coreapp", "disconnected")},
-        "webapps": {"https://w1:9090": {"ok": True, "health": copy.deepcopy(HEALTH)}},
-        "api_url": "https://w1:9090",
+        "webapps": {"https://10.0.0.1:9090": {"ok": True, "health": copy.deepcopy(HEALTH)}},
+        "api_url": "https://10.0.0.1:9090",
     }
 
 
@@ -62,8 +62,8 @@ def test_healthy_cluster():
 def test_primary_coreapp_stopped():
     d = down(healthy_data(), "c1")
     d["nodes"][2]["heartbeat_age"] = 1.2
-    del d["webapps"]["https://w1:9090"]["health"]["c1"]["gateway_status"]
-    d["webapps"]["https://w1:9090"]["health"]["c1"]["errors"] = [{"code": 1011}]
+    del d["webapps"]["https://10.0.0.1:9090"]["health"]["c1"]["gateway_status"]
+    d["webapps"]["https://10.0.0.1:9090"]["health"]["c1"]["errors"] = [{"code": 1011}]
     r = fc.judge(d, OPTS)
     assert r["findings"] == ["shard 0's owner c1 does not answer on its healthcheck port 10.0.0.1:6253 (Connection "
                              "refused); its last database heartbeat was 1.2s ago"]
@@ -74,7 +74,7 @@ def test_owner_unregistered_after_a_clean_stop():
     d = healthy_data()
     d["nodes"] = [n for n in d["nodes"] if n["node_id"] != "c1"]
     del d["probes"]["c1"]
-    del d["webapps"]["https://w1:9090"]["health"]["c1"]
+    del d["webapps"]["https://10.0.0.1:9090"]["health"]["c1"]
     r = fc.judge(d, OPTS)
     assert "shard 0's owner c1 is not registered in the database (stopped, or removed)" in r["findings"]
     assert r["spares"] == ["c2"] and r["shards"][0]["owner_status"] == "unregistered"
@@ -126,8 +126,8 @@ def test_owner_not_serving_and_connected_non_owner():
     d = healthy_data()
     d["probes"]["c1"] = probe("c1", "coreapp", "connecting")
     d["probes"]["c2"] = probe("c2", "coreapp", "connected")
-    d["webapps"]["https://w1:9090"]["health"]["c1"]["gateway_status"] = "connecting"
-    d["webapps"]["https://w1:9090"]["health"]["c2"]["gateway_status"] = "connected"
+    d["webapps"]["https://10.0.0.1:9090"]["health"]["c1"]["gateway_status"] = "connecting"
+    d["webapps"]["https://10.0.0.1:9090"]["health"]["c2"]["gateway_status"] = "connected"
     r = fc.judge(d, OPTS)
     assert "shard 0's owner c1 is not serving: its gateway status is connecting" in r["findings"]
     assert "coreapp c2 answers as connected but owns no shard in the database" in r["findings"]
@@ -149,14 +149,24 @@ def test_webapps_disagree_and_one_is_down():
     d["webapps"]["https://w2:9090"] = {"ok": True, "health": other}
     d["webapps"]["https://w3:9090"] = {"ok": False, "error": "connection refused"}
     r = fc.judge(d, OPTS)
-    assert ("webapps disagree: https://w1:9090 and https://w2:9090 see c1 differently (c1: coreapp/connected vs "
+    assert ("webapps disagree: https://10.0.0.1:9090 and https://w2:9090 see c1 differently (c1: coreapp/connected vs "
             "coreapp/connecting)") in r["findings"]
     assert "webapp https://w3:9090 does not answer /v1/health (connection refused)" in r["findings"]
 
 
+def test_registered_webapp_that_does_not_answer():
+    d = healthy_data()
+    d["nodes"].append(dict(node("w2", "webapp"), host="10.0.0.2"))
+    d["webapps"]["https://10.0.0.2:9090"] = {"ok": False, "error": "timed out"}
+    r = fc.judge(d, OPTS)
+    assert r["findings"] == ["webapp https://10.0.0.2:9090 does not answer /v1/health (timed out)"]
+    assert {n["node"]: n["status"] for n in r["nodes"] if n["kind"] == "webapp"} == {"w1": "serving",
+                                                                                    "w2": "unreachable"}
+
+
 def test_api_and_probe_disagree():
     d = healthy_data()
-    d["webapps"]["https://w1:9090"]["health"]["m2"]["role"] = "primary_master"
+    d["webapps"]["https://10.0.0.1:9090"]["health"]["m2"]["role"] = "primary_master"
     r = fc.judge(d, OPTS)
     assert ("the API reports m2 as primary_master/disconnected but its healthcheck port says "
             "secondary_master/disconnected") in r["findings"]

@@ -61,3 +61,9 @@ def test_run_round_gives_up_after_the_timeout():
     with pytest.raises(m.ApiError) as e:
         m.run_round(api, 0.01, 0.0, sleep=lambda s: None)
     assert e.value.kind == "timeout" and "c1 processing" in e.value.msg
+
+
+def test_run_round_without_any_owner_fails_at_once():
+    with pytest.raises(m.ApiError) as e:
+        m.run_round(FakeApi([{}]), 0.01, 3600, sleep=lambda s: None)
+    assert e.value.kind == "unavailable" and "no shard has an owner" in e.value.msg
