@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """Client-side measurement of a failover drill (standard library only; matplotlib for the PNG).
 
@@ -115,7 +114,7 @@ def run(args: argparse.Namespace) -> int:
     acked = [r["id"] for r in record["requests"] if r["ok"] and r["id"]]
     missing = []
     for msg_id in acked:
-        for _ in range(5):
+        for _attempt in range(5):
             status, _body = api.call("GET", f"/v1/messages/{msg_id}")
             if status == 200:
                 break
