@@ -59,7 +59,8 @@ options:
     default: 120
   probe_timeout:
     description:
-      - Seconds each probe and each C(/v1/health) call may take.
+      - Seconds each healthcheck probe may take. Each C(/v1/health) call may take two seconds more (the webapp
+        probes the nodes itself before it answers).
     type: float
     default: 3
   fail_on_unhealthy:
@@ -93,6 +94,7 @@ options:
     default: true
 notes:
   - Only C(/v1/health) is called on the API; O(api_key) is enough (or a password, or a token).
+  - Calls are not retried (O(api_retries) is ignored) so that the check reports what it sees, at once.
 seealso:
   - module: wabiz.cluster.shard_table
 """
@@ -489,11 +491,16 @@ def collect(params, api=None, db=None):
         if n["kind"] in PROBED_KINDS and n.get("healthcheck_port"):
             calls[("probe", n["node_id"])] = (lambda h=n["host"], p=n["healthcheck_port"]: probe_node(h, p, timeout))
 
+    # A webapp answers /v1/health after pinging every node itself: give it the probe time and a margin,
+    # so that a paused node is reported as such, not as a webapp that does not answer.
+    api_timeout = timeout + 2
+
     def health(url):
         started = time.time()
         try:
             status, body = api.raw("GET", "/v1/health", None, {"Authorization": (
-                "Apikey %s" % api.api_key) if api.api_key else "Bearer %s" % api.token}, timeout=timeout, base=url)
+                "Apikey %s" % api.api_key) if api.api_key else "Bearer %s" % api.token}, timeout=api_timeout,
+                base=url)
         except ApiError as exc:
             return {"ok": False, "error": exc.msg, "kind": exc.kind, "seconds": round(time.time() - started, 3)}
         if status != 200 or not isinstance(body, dict) or not isinstance(body.get("health"), dict):
@@ -505,7 +512,7 @@ def collect(params, api=None, db=None):
 
     for url in urls:
         calls[("webapp", url)] = (lambda u=url: health(u))
-    results = parallel(calls, timeout=timeout * 2 + 2)
+    results = parallel(calls, timeout=api_timeout + 2)
     data["probes"] = {}
     data["webapps"] = {}
     for (kind, key), res in results.items():
@@ -540,8 +547,7 @@ def main():
                            required_one_of=[("api_key", "api_password", "api_new_password", "api_token")])
     started = time.time()
     try:
-        data = collect(module.params, api=WabizApi(dict(module.params, api_timeout=module.params["probe_timeout"],
-                                                        api_retries=0), check_mode=module.check_mode))
+        data = collect(module.params, api=WabizApi(dict(module.params, api_retries=0), check_mode=module.check_mode))
     except ClusterDbError as exc:
         if exc.kind == "missing_library":
             module.fail_json(msg=missing_required_lib(exc.msg), exception=exc.exception, failure_kind=exc.kind)

@@ -91,6 +91,8 @@ def test_failover_check_clear_errors(mc: ModCluster, run) -> None:
     assert r.get("failed") and r["failure_kind"] == "no_database" and "nosuchprefix_waent" in r["msg"], r
     r = run("failover_check", mc.check_args(api_url="https://127.0.0.1:9", api_retries=0))
     assert r.get("failed") and r["failure_kind"] == "unreachable" and "127.0.0.1:9" in r["msg"], r
+    r = run("failover_check", mc.check_args(db_port=9))
+    assert r.get("failed") and r["failure_kind"] == "unreachable" and "127.0.0.1:9" in r["msg"], r
     no_ca = mc.check_args()
     del no_ca["ca_path"]
     r = run("failover_check", no_ca)
@@ -118,6 +120,15 @@ def test_app_settings(mc: ModCluster, run) -> None:
 
     r = run("app_settings", mc.api(unhealthy_interval=7))
     assert r["changed"] is False and r["changes"] == {}
+
+    # With a token cache, later tasks reuse the token: one login (one new token row) for two runs.
+    cache = mc.cert.parent / "tokens.json"
+    tokens = mc.sql("SELECT COUNT(*) FROM wa_tokens")[0][0]
+    for _ in range(2):
+        r = run("app_settings", mc.api(unhealthy_interval=7, api_token_cache=str(cache)))
+        assert r["changed"] is False
+    assert mc.sql("SELECT COUNT(*) FROM wa_tokens")[0][0] == tokens + 1
+    assert oct(cache.stat().st_mode & 0o777) == "0o600" and PASSWORD not in cache.read_text()
 
     r = run("app_settings", mc.api(unhealthy_interval=6), check=True, diff=True)
     assert r["changed"] is True and r["changes"] == {"unhealthy_interval": 6}
@@ -252,6 +263,8 @@ def test_failover_check_stale_heartbeat(mc: ModCluster, run) -> None:
     assert any(f.startswith(f"coreapp {spare} does not answer on its healthcheck port") for f in r["findings"])
     assert not [f for f in r["findings"] if f.startswith("shard ")], "the shard's owner is fine"
     assert stale[0] in r["msg"]
+    print(f"failover_check with a paused node ({mc.db['db_engine']}): module {r['elapsed']:.2f}s (probe timeout 1s)")
+    assert r["elapsed"] < 4.0, "a silent node costs one probe timeout, not one per viewpoint"
     wait_healthy(mc, run)
 
 
