@@ -39,8 +39,9 @@ DB_IMAGES = {"mariadb": "wabiz/mariadb:10.11", "postgres": "wabiz/postgres:15"}
 NFS_IMAGE = "wabiz/nfs:ganesha"
 DEFAULT_SUBNET = "172.28.10.0/24"
 
-# Named layouts: the HA cluster of inventories/testbed (2 masters, 3 coreapps, 1 webapp on
-# separate machines; the database and NFS hosts come from --db and --nfs).
+# Named layouts: the HA cluster of inventories/testbed (2 masters, 3 coreapps, 2 webapps on
+# separate machines; the database and NFS hosts come from --db and --nfs). Two webapps let the
+# API answer throughout a rolling upgrade.
 LAYOUTS = {
     "ha": [
         "master1:wabiz_master,wabiz_nodes",
@@ -49,6 +50,7 @@ LAYOUTS = {
         "coreapp2:wabiz_coreapp,wabiz_nodes",
         "coreapp3:wabiz_coreapp,wabiz_nodes",
         "webapp1:wabiz_webapp,wabiz_nodes",
+        "webapp2:wabiz_webapp,wabiz_nodes",
     ],
 }
 

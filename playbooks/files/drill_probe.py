@@ -69,9 +69,28 @@ class Api:
         return body["users"][0]["token"]
 
 
+class Apis:
+    """Several webapps behind one client, like a load balancer: a request fails only when every
+    webapp fails it; the webapp that answered last is tried first."""
+
+    def __init__(self, apis: list[Api]):
+        self.apis = apis
+        self.current = 0
+
+    def call(self, method: str, path: str, body: object = None, timeout: float | None = None) -> tuple[int, dict, str]:
+        status, answer = 0, {}
+        for k in range(len(self.apis)):
+            api = self.apis[(self.current + k) % len(self.apis)]
+            status, answer = api.call(method, path, body, timeout=timeout)
+            if status != 0 and status < 500:
+                self.current = (self.current + k) % len(self.apis)
+                return status, answer, api.url
+        return status, answer, ""
+
+
 def run(args: argparse.Namespace) -> int:
-    api = _login_from_env(args)
-    _status, settings = api.call("GET", "/v1/settings/application")
+    api = Apis([_login_from_env(args, url) for url in args.api])
+    _status, settings, _url = api.call("GET", "/v1/settings/application")
     record: dict = {"api": args.api, "started": time.time(), "requests": [], "polls": [],
                     "settings": (settings.get("settings") or {}).get("application", {})}
     stop = threading.Event()
@@ -81,19 +100,19 @@ def run(args: argparse.Namespace) -> int:
         while not stop.is_set():
             n += 1
             t0 = time.time()
-            status, body = api.call("POST", "/v1/messages",
-                                    {"to": f"1555{n % 997:07d}", "type": "text", "text": {"body": f"drill {n}"}})
+            status, body, url = api.call("POST", "/v1/messages",
+                                         {"to": f"1555{n % 997:07d}", "type": "text", "text": {"body": f"drill {n}"}})
             ok = status in (200, 201)
             msg_id = (body.get("messages") or [{}])[0].get("id") if ok else None
             record["requests"].append({"t": t0, "dt": round(time.time() - t0, 4), "ok": ok, "status": status,
-                                       "id": msg_id})
+                                       "id": msg_id, "via": url})
             if not ok:
                 time.sleep(args.retry_pause)
 
     def poller() -> None:
         while not stop.is_set():
             t0 = time.time()
-            status, body = api.call("GET", "/v1/support", timeout=min(args.timeout, args.poll))
+            status, body, _url = api.call("GET", "/v1/support", timeout=min(args.timeout, args.poll))
             owners: dict[str, list[str]] = {}
             roles: dict[str, str] = {}
             for node, info in ((body.get("support") or {}).get("nodes") or {}).items():
@@ -106,7 +125,9 @@ def run(args: argparse.Namespace) -> int:
     threads = [threading.Thread(target=sender, daemon=True), threading.Thread(target=poller, daemon=True)]
     for t in threads:
         t.start()
-    stop.wait(args.duration)
+    deadline = time.time() + args.duration
+    while time.time() < deadline and not (args.stop_file and os.path.exists(args.stop_file)):
+        stop.wait(0.2)
     stop.set()
     for t in threads:
         t.join(timeout=args.timeout + 1)
@@ -115,7 +136,7 @@ def run(args: argparse.Namespace) -> int:
     missing = []
     for msg_id in acked:
         for _attempt in range(5):
-            status, _body = api.call("GET", f"/v1/messages/{msg_id}")
+            status, _body, _url = api.call("GET", f"/v1/messages/{msg_id}")
             if status == 200:
                 break
             time.sleep(1)
@@ -128,17 +149,17 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _login_from_env(args: argparse.Namespace) -> Api:
+def _login_from_env(args: argparse.Namespace, url: str) -> Api:
     password = os.environ.get("WABIZ_DRILL_PASSWORD")
     if not password:
         raise SystemExit("set WABIZ_DRILL_PASSWORD to the admin password (kept out of the process list)")
-    return Api(args.api, args.user, password, os.environ.get("WABIZ_DRILL_INITIAL_PASSWORD", "secret"),
+    return Api(url, args.user, password, os.environ.get("WABIZ_DRILL_INITIAL_PASSWORD", "secret"),
                args.insecure, args.ca, args.timeout)
 
 
 def plan(args: argparse.Namespace) -> int:
     """The fault's targets (node id, address, container) and the failover bound from the settings."""
-    api = _login_from_env(args)
+    api = _login_from_env(args, args.api[0])
     status, health = api.call("GET", "/v1/health")
     if status != 200:
         raise SystemExit(f"GET /v1/health answered {status}: {health}")
@@ -238,6 +259,8 @@ def verdict(report: dict, fault: str, pause: float, settings: dict) -> dict:
             failures.append(f"{report['failed']} API request(s) failed while the primary master was down.")
     elif fault == "stop_all_masters" and report["failed"]:
         failures.append(f"{report['failed']} API request(s) failed with every master down.")
+    elif fault == "upgrade" and report["failed"]:
+        failures.append(f"{report['failed']} API request(s) failed during the rolling upgrade.")
     summary = (f"{fault}: downtime {report['downtime_s']} s (bound {report['bound_s']} s), "
                f"{report['acknowledged']} acknowledged, {len(report['lost'])} lost, "
                f"{len(report['double_owner_moments'])} double-owner moments")
@@ -310,6 +333,7 @@ def main(argv: list[str]) -> int:
     r.add_argument("--duration", type=float, required=True)
     r.add_argument("--poll", type=float, default=0.5)
     r.add_argument("--retry-pause", type=float, default=0.05)
+    r.add_argument("--stop-file", help="stop early once this file exists")
     r.add_argument("--out", required=True)
     a = sub.add_parser("analyze")
     a.add_argument("--record", required=True)
@@ -323,7 +347,7 @@ def main(argv: list[str]) -> int:
     pl.add_argument("--fault", required=True,
                     choices=["kill_owner", "pause_owner", "stop_primary_master", "stop_all_masters"])
     for p in (r, pl):
-        p.add_argument("--api", required=True)
+        p.add_argument("--api", required=True, action="append", help="a webapp's URL; repeat for several")
         p.add_argument("--user", default="admin")
         p.add_argument("--insecure", action="store_true")
         p.add_argument("--ca")

@@ -17,10 +17,10 @@ def test_six_containers_of_one_project_run():
     assert sorted(out.split()) == ["db", "wacore1", "wacore2", "wamaster1", "wamaster2", "waweb"]
 
 
-def test_only_the_webapp_port_is_published():
+def test_only_the_webapp_port_is_published_and_the_database_on_loopback():
     out = HOST.check_output("docker ps --filter label=com.docker.compose.project=wabiz-dev --format '{{.Ports}}'")
-    published = [p for p in out.replace(",", " ").split() if "->" in p]
-    assert published and all(p.endswith("->443/tcp") and ":9090" in p for p in published)
+    published = sorted(p for p in out.replace(",", " ").split() if "->" in p)
+    assert published == ["0.0.0.0:9090->443/tcp", "127.0.0.1:13306->3306/tcp"]
 
 
 def test_secret_files_are_private():

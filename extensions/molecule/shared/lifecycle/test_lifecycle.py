@@ -44,7 +44,7 @@ def in_host(host: str, *cmd: str, timeout: int = 60) -> subprocess.CompletedProc
     return subprocess.run(["docker", "exec", f"wabiz-tb-{NAME}-{host}", *cmd], capture_output=True, text=True,
                           timeout=timeout)
 
-NODES = ["master1", "master2", "coreapp1", "coreapp2", "coreapp3", "webapp1"]
+NODES = ["master1", "master2", "coreapp1", "coreapp2", "coreapp3", "webapp1", "webapp2"]
 
 
 def test_each_host_runs_only_its_own_service():
