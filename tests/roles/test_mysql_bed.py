@@ -1,0 +1,267 @@
+"""The infrastructure roles on a MariaDB testbed: two cluster hosts (h1, h2), one host outside
+the cluster (out1), a MariaDB host and an NFS host.
+
+Converge, then a second run and check mode must change nothing; then every behaviour is
+checked from the machines themselves: DB logins over TCP, NFS reads and writes, the cron job,
+and connections through the firewall."""
+
+from __future__ import annotations
+
+import json
+import textwrap
+
+import pytest
+
+from tests.roles.conftest import BUILD, Bed, tail, testbed
+
+NAME = "roles-mysql"
+SUBNET = "172.28.20.0/24"
+DB, NFS, H1, H2, OUT = "172.28.20.5", "172.28.20.6", "172.28.20.11", "172.28.20.12", "172.28.20.13"
+USER, PASSWORD = "wabiz_test", "roles-test-secret-1"
+CLIENT_PRIVILEGES = {"SELECT", "INSERT", "UPDATE", "DELETE", "CREATE", "ALTER", "INDEX", "DROP"}
+pytestmark = [pytest.mark.docker, pytest.mark.slow]
+
+
+@pytest.fixture(scope="module")
+def bed(docker_client, collections_path):
+    testbed.down(NAME)
+    testbed.up(NAME, ["h1:wabiz_master,wabiz_nodes", "h2:wabiz_coreapp,wabiz_webapp,wabiz_nodes", "out1:outsiders"],
+               "mariadb", True, SUBNET)
+    # A small image inside h1 for stand-in containers (cleanup target, published ports).
+    testbed.load_images(NAME, ["wabiz/base:bookworm"], only=["h1"])
+    b = Bed(NAME, collections_path, {"wabiz_db_engine": "mysql"})
+    yield b
+    (BUILD / f"times-{NAME}.json").write_text(json.dumps(b.times, indent=2) + "\n")
+    print(f"\n[{NAME}] playbook seconds: {b.times}")
+    testbed.down(NAME)
+
+
+@pytest.fixture(scope="module")
+def runs(bed):
+    """Converge, run again, then check mode: the three recaps."""
+    first = bed.play("infra.yml", label="converge")
+    assert first.ok(), tail(first.output)
+    second = bed.play("infra.yml", label="idempotence")
+    check = bed.play("infra.yml", "--check", label="check")
+    return {"converge": first, "again": second, "check": check}
+
+
+def _mysql_login(bed: Bed, host: str, sql: str) -> tuple[bool, str]:
+    script = textwrap.dedent(f"""\
+        import pymysql
+        try:
+            c = pymysql.connect(host={DB!r}, user={USER!r}, password={PASSWORD!r}, connect_timeout=5)
+        except pymysql.err.OperationalError as e:
+            print("REFUSED", e.args[0]); raise SystemExit(3)
+        cur = c.cursor(); cur.execute({sql!r})
+        for row in cur.fetchall():
+            print("\\t".join(str(x) for x in row))
+        """)
+    res = bed.sh(host, f"python3 - <<'EOF'\n{script}EOF")
+    return res.returncode == 0, res.stdout + res.stderr
+
+
+# --- convergence ------------------------------------------------------------------------------
+
+def test_converge_changes_the_hosts(runs):
+    changed = runs["converge"].changed()
+    assert set(changed) == {"h1", "h2", "db", "nfs"}
+    # The database, the NFS export, the cron job and the firewall all had something to do;
+    # the engine was there already.
+    assert all(n > 0 for n in changed.values()), changed
+
+
+def test_second_run_changes_nothing(runs):
+    assert runs["again"].ok(), tail(runs["again"].output)
+    assert runs["again"].changed() == {"h1": 0, "h2": 0, "db": 0, "nfs": 0}, tail(runs["again"].output)
+
+
+def test_check_mode_on_converged_state_changes_nothing(runs):
+    assert runs["check"].ok(), tail(runs["check"].output)
+    assert runs["check"].changed() == {"h1": 0, "h2": 0, "db": 0, "nfs": 0}, tail(runs["check"].output)
+
+
+def test_docker_engine_reports_the_compose_command(runs):
+    # The testbed hosts have the v2 plugin and v1: v2 is chosen.
+    assert runs["converge"].output.count("compose-command=docker compose") == 2
+
+
+# --- database -------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("host", ["h1", "h2"])
+def test_cluster_host_logs_in_with_exactly_the_client_privileges(bed, runs, host):
+    ok, out = _mysql_login(bed, host, "SHOW GRANTS FOR CURRENT_USER()")
+    assert ok, out
+    grant = next(line for line in out.splitlines() if line.startswith("GRANT "))
+    privileges = {p.strip() for p in grant[len("GRANT "):grant.index(" ON ")].split(",")}
+    assert privileges == CLIENT_PRIVILEGES
+    assert " ON *.* TO `wabiz_test`@`172.28.20.1" in grant
+
+
+def test_cluster_user_creates_its_prefixed_database(bed, runs):
+    ok, out = _mysql_login(bed, "h1", "CREATE DATABASE IF NOT EXISTS rt_probe")
+    assert ok, out
+    ok, out = _mysql_login(bed, "h2", "DROP DATABASE rt_probe")
+    assert ok, out
+
+
+def test_non_cluster_host_is_refused(bed, runs):
+    ok, out = _mysql_login(bed, "out1", "SELECT 1")
+    assert not ok
+    assert "REFUSED 1130" in out or "REFUSED 1045" in out, out  # host not allowed / access denied
+
+
+def test_max_connections_live_and_persisted(bed, runs):
+    # 64 per node x 2 nodes + 32 headroom.
+    res = bed.sh("db", "mariadb -N -e 'SELECT @@max_connections'")
+    assert res.stdout.strip() == "160", res.stdout + res.stderr
+    conf = bed.sh("db", "cat /etc/mysql/mariadb.conf.d/70-wabiz-cluster.cnf").stdout
+    assert "max_connections = 160" in conf
+    assert f"bind-address = 127.0.0.1,{DB}" in conf
+
+
+def test_hosts_leaving_the_cluster_lose_their_account(bed, runs):
+    """Only h1 in the client list: h2's account goes; the default list brings it back."""
+    narrowed = bed.play("database.yml", "-e", json.dumps({"database_client_hosts": [H1]}), label="db-narrowed")
+    assert narrowed.ok() and narrowed.changed() == {"db": 1}, tail(narrowed.output)
+    try:
+        ok, out = _mysql_login(bed, "h2", "SELECT 1")
+        assert not ok, out
+        ok, out = _mysql_login(bed, "h1", "SELECT 1")
+        assert ok, out
+    finally:
+        back = bed.play("database.yml", label="db-restored")
+        assert back.ok() and back.changed() == {"db": 1}, tail(back.output)
+    ok, out = _mysql_login(bed, "h2", "SELECT 1")
+    assert ok, out
+
+
+# --- NFS ------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("host", ["h1", "h2"])
+def test_cluster_host_writes_and_lists_the_share(bed, runs, host):
+    res = bed.sh(host, f"echo media-from-{host} >/tmp/m && nfs-cp /tmp/m 'nfs://{NFS}/media/{host}.bin?version=4' "
+                       f"&& nfs-ls 'nfs://{NFS}/media?version=4'")
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert f"{host}.bin" in res.stdout
+    assert bed.sh("nfs", f"cat /exports/media/{host}.bin").stdout.strip() == f"media-from-{host}"
+
+
+def test_non_cluster_host_cannot_mount_the_share(bed, runs):
+    res = bed.sh("out1", f"timeout 20 nfs-ls 'nfs://{NFS}/media?version=4'")
+    assert res.returncode != 0, res.stdout
+    res = bed.sh("out1", f"echo x >/tmp/m; timeout 20 nfs-cp /tmp/m 'nfs://{NFS}/media/out1.bin?version=4'")
+    assert res.returncode != 0
+    assert bed.sh("nfs", "test -e /exports/media/out1.bin").returncode != 0
+
+
+def test_ganesha_conf_lists_only_cluster_hosts_and_is_marked_managed(bed, runs):
+    conf = bed.sh("nfs", "cat /etc/ganesha/ganesha.conf").stdout
+    assert f"Clients = {H1}, {H2};" in conf
+    assert "Access_Type = None;" in conf  # nobody else
+    assert bed.sh("nfs", "test -f /etc/ganesha/ganesha.conf.managed").returncode == 0
+
+
+# --- log cleanup ----------------------------------------------------------------------------
+
+@pytest.mark.parametrize("host", ["h1", "h2"])
+def test_cleanup_cron_entry_is_installed(bed, runs, host):
+    res = bed.sh(host, "crontab -l")
+    assert "#Ansible: wabiz.cluster log cleanup" in res.stdout
+    assert "7 4 * * * /usr/local/sbin/wabiz-log-cleanup >>/var/log/wabiz-log-cleanup.log 2>&1" in res.stdout
+
+
+def test_cleanup_script_runs_cleanup_in_compose_containers_only(bed, runs):
+    setup = textwrap.dedent("""\
+        set -e
+        docker rm -f rt-core rt-db rt-loose >/dev/null 2>&1 || true
+        mk='mkdir -p /opt/whatsapp/bin && printf "#!/bin/sh\\necho done >/tmp/cleaned\\n" >/opt/whatsapp/bin/cleanup.sh && chmod +x /opt/whatsapp/bin/cleanup.sh && exec sleep infinity'
+        docker run -d --name rt-core --label com.docker.compose.project=wabiz-coreapp wabiz/base:bookworm sh -c "$mk"
+        docker run -d --name rt-db --label com.docker.compose.project=wabiz-coreapp wabiz/base:bookworm sleep infinity
+        docker run -d --name rt-loose wabiz/base:bookworm sh -c "$mk"
+        for i in $(seq 1 50); do docker exec rt-core test -x /opt/whatsapp/bin/cleanup.sh && docker exec rt-loose test -x /opt/whatsapp/bin/cleanup.sh && exit 0; sleep 0.2; done
+        exit 1
+        """)
+    res = bed.sh("h1", setup)
+    assert res.returncode == 0, res.stdout + res.stderr
+    try:
+        run = bed.sh("h1", "/usr/local/sbin/wabiz-log-cleanup")
+        assert run.returncode == 0, run.stdout + run.stderr
+        assert "rt-core: cleaned" in run.stdout
+        assert "rt-db: no /opt/whatsapp/bin/cleanup.sh, skipped" in run.stdout
+        assert "rt-loose" not in run.stdout  # not in a compose project
+        assert bed.sh("h1", "docker exec rt-core cat /tmp/cleaned").stdout.strip() == "done"
+        assert bed.sh("h1", "docker exec rt-loose test -e /tmp/cleaned").returncode != 0
+    finally:
+        bed.sh("h1", "docker rm -f rt-core rt-db rt-loose")
+
+
+# --- firewall -------------------------------------------------------------------------------
+
+def _rules(bed: Bed, host: str, chain: str) -> list[str]:
+    res = bed.sh(host, f"iptables -w -S {chain}")
+    assert res.returncode == 0, res.stderr
+    return [line for line in res.stdout.splitlines() if line.startswith("-A ")]
+
+
+@pytest.mark.parametrize("host", ["h1", "h2"])
+def test_docker_user_sends_cluster_and_webapp_ports_through_the_role_chains(bed, runs, host):
+    docker_user = _rules(bed, host, "DOCKER-USER")
+    assert any("--dports 6250:6253" in r and r.endswith("-j WABIZ-CLUSTER") for r in docker_user), docker_user
+    assert any("--dports 443" in r and r.endswith("-j WABIZ-WEBAPP") for r in docker_user), docker_user
+    assert docker_user[-1] == "-A DOCKER-USER -j RETURN"  # Docker's own rule stays last
+    cluster = _rules(bed, host, "WABIZ-CLUSTER")
+    assert "--ctstate RELATED,ESTABLISHED" in cluster[0]  # established connections first
+    assert cluster[-1].endswith("-j DROP")
+    allowed = {r.split("-s ")[1].split()[0] for r in cluster if "-s " in r}
+    assert allowed == {f"{H1}/32", f"{H2}/32"}
+    for rule in docker_user[:-1] + cluster + _rules(bed, host, "WABIZ-WEBAPP"):
+        assert '--comment "wabiz.cluster: ' in rule, rule
+
+
+def test_published_ports_are_closed_to_non_cluster_hosts(bed, runs):
+    """A container on h1 publishes a coreapp port (6250) and the webapp port (9090 -> 443)."""
+    start = ("docker rm -f rt-ports >/dev/null 2>&1; docker run -d --name rt-ports -p 6250:6250 -p 9090:443 "
+             "wabiz/base:bookworm sh -c 'python3 -m http.server 6250 & exec python3 -m http.server 443' >/dev/null "
+             "&& for i in $(seq 1 50); do curl -s -o /dev/null http://127.0.0.1:6250/ && exit 0; sleep 0.2; done; exit 1")
+    assert bed.sh("h1", start).returncode == 0
+    try:
+        probe = "curl -s -o /dev/null -m 3 -w '%{{http_code}}' http://{addr}:{port}/"
+        # From the other cluster host: both open.
+        assert bed.sh("h2", probe.format(addr=H1, port=6250)).stdout == "200"
+        assert bed.sh("h2", probe.format(addr=H1, port=9090)).stdout == "200"
+        # From outside the cluster: the coreapp port is dropped (timeout), the webapp open.
+        blocked = bed.sh("out1", probe.format(addr=H1, port=6250))
+        assert blocked.returncode == 28, (blocked.returncode, blocked.stdout)  # curl: timed out
+        assert bed.sh("out1", probe.format(addr=H1, port=9090)).stdout == "200"
+    finally:
+        bed.sh("h1", "docker rm -f rt-ports")
+
+
+def test_database_port_input_rules_keep_non_cluster_hosts_out(bed, runs):
+    """h2 stands in for the database host (INPUT rules on port 13306, a listener there)."""
+    assert any("--dports 13306" in r and r.endswith("-j WABIZ-DATABASE") for r in _rules(bed, "h2", "INPUT"))
+    db_chain = _rules(bed, "h2", "WABIZ-DATABASE")
+    assert "--ctstate RELATED,ESTABLISHED" in db_chain[0] and db_chain[-1].endswith("-j DROP")
+    listener = bed.sh(
+        "h2", "nohup python3 -m http.server 13306 --directory /tmp >/dev/null 2>&1 & echo $! >/tmp/rt-listener.pid; "
+              "for i in $(seq 1 50); do curl -s -o /dev/null http://127.0.0.1:13306/ && exit 0; sleep 0.2; done; exit 1")
+    assert listener.returncode == 0, listener.stderr
+    try:
+        probe = f"curl -s -o /dev/null -m 3 -w '%{{http_code}}' http://{H2}:13306/"
+        assert bed.sh("h1", probe).stdout == "200"
+        assert bed.sh("out1", probe).returncode == 28
+    finally:
+        bed.sh("h2", 'kill "$(cat /tmp/rt-listener.pid)"')
+
+
+def test_sources_leaving_the_cluster_lose_their_firewall_rule(bed, runs):
+    extra = "172.28.20.99"
+    wider = bed.play("firewall.yml", "-e", json.dumps({"firewall_cluster_sources": [H1, H2, extra]}), label="fw-wider")
+    assert wider.ok(), tail(wider.output)
+    assert any(f"-s {extra}/32" in r for r in _rules(bed, "h1", "WABIZ-CLUSTER"))
+    assert _rules(bed, "h1", "WABIZ-CLUSTER")[-1].endswith("-j DROP")  # the new source went before the DROP
+    back = bed.play("firewall.yml", label="fw-restored")
+    assert back.ok(), tail(back.output)
+    assert not any(extra in r for r in _rules(bed, "h1", "WABIZ-CLUSTER"))
+    assert not any(extra in r for r in _rules(bed, "h2", "WABIZ-DATABASE"))
