@@ -15,7 +15,7 @@ ANSIBLE_TEST := cd $(COLL) && ansible-test
 PYTEST := $(PY) -m pytest -p no:cacheprovider
 
 .PHONY: help run test deps images collection lint sanity units integration integration-standin \
-        integration-modules integration-cluster-modules testbed-smoke package roles molecule \
+        integration-modules integration-cluster-modules testbed-smoke package roles molecule test-full \
         dbservers dbservers-stop testbed-down clean lock
 
 help:
@@ -88,6 +88,10 @@ roles: images
 MOLECULE_SCENARIOS ?= dev ha_mysql ha_postgres
 molecule: images
 	@for s in $(MOLECULE_SCENARIOS); do $(STAGE) molecule-$$s molecule test -s $$s || exit 1; done
+
+# Everything make test runs, plus the slow molecule scenarios.
+test-full: test
+	@$(MAKE) --no-print-directory molecule MOLECULE_SCENARIOS=upgrade
 
 testbed-smoke: images
 	@$(STAGE) testbed-smoke $(PYTEST) tests/testbed -q
