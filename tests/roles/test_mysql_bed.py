@@ -234,8 +234,18 @@ def test_published_ports_are_closed_to_non_cluster_hosts(bed, runs):
         blocked = bed.sh("out1", probe.format(addr=H1, port=6250))
         assert blocked.returncode == 28, (blocked.returncode, blocked.stdout)  # curl: timed out
         assert bed.sh("out1", probe.format(addr=H1, port=9090)).stdout == "200"
+        # The webapp only for h2: out1 is dropped there too, h2 still gets through.
+        narrowed = bed.play("firewall.yml", "--limit", "h1",
+                            "-e", json.dumps({"firewall_webapp_allowed_sources": [H2]}), label="fw-webapp-narrowed")
+        assert narrowed.ok(), tail(narrowed.output)
+        assert bed.sh("out1", probe.format(addr=H1, port=9090)).returncode == 28
+        assert bed.sh("h2", probe.format(addr=H1, port=9090)).stdout == "200"
     finally:
         bed.sh("h1", "docker rm -f rt-ports")
+        restored = bed.play("firewall.yml", "--limit", "h1", label="fw-webapp-restored")
+        assert restored.ok(), tail(restored.output)
+    assert any("-s" not in r and "allow 0.0.0.0/0" in r for r in _rules(bed, "h1", "WABIZ-WEBAPP"))
+    assert not any(H2 in r for r in _rules(bed, "h1", "WABIZ-WEBAPP"))
 
 
 def test_database_port_input_rules_keep_non_cluster_hosts_out(bed, runs):

@@ -31,7 +31,13 @@ def bed(docker_client, collections_path):
 
 
 @pytest.fixture(scope="module")
-def runs(bed):
+def fresh_check(bed):
+    """Check mode on the untouched machines, every infrastructure role (before anything else)."""
+    return bed.play("infra.yml", "--check", label="check-fresh")
+
+
+@pytest.fixture(scope="module")
+def runs(bed, fresh_check):
     first = bed.play("database.yml", label="converge")
     assert first.ok(), tail(first.output)
     return {"converge": first, "again": bed.play("database.yml", label="idempotence"),
@@ -54,6 +60,19 @@ def _pg(bed: Bed, host: str, sql: str, dbname: str = "postgres") -> tuple[bool, 
         """)
     res = bed.sh(host, f"python3 - <<'EOF'\n{script}EOF")
     return res.returncode == 0, res.stdout + res.stderr
+
+
+def test_check_mode_on_fresh_machines_predicts_changes_and_makes_none(bed, fresh_check):
+    assert fresh_check.ok(), tail(fresh_check.output)
+    changed = fresh_check.changed()
+    assert changed["db"] > 0 and changed["p1"] > 0, changed
+    # Nothing happened: no cron entry, no firewall chain, no database role, no pg_hba line.
+    assert "wabiz" not in bed.sh("p1", "crontab -l 2>&1").stdout
+    assert "WABIZ" not in bed.sh("p1", "iptables -w -S").stdout
+    assert bed.sh("p1", "test -e /usr/local/sbin/wabiz-log-cleanup").returncode != 0
+    roles = bed.sh("db", f"runuser -u postgres -- psql -Atc \"SELECT count(*) FROM pg_roles WHERE rolname = '{USER}'\"")
+    assert roles.stdout.strip() == "0", roles.stdout + roles.stderr
+    assert USER not in bed.sh("db", "cat /etc/postgresql/15/main/pg_hba.conf").stdout
 
 
 def test_converge_then_nothing_to_change(runs):
