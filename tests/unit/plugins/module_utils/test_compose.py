@@ -119,7 +119,7 @@ def test_parse_hashes_ignores_warnings():
     assert compose.parse_hashes(text) == {"web": "a" * 64}
 
 
-@pytest.mark.parametrize("name, fmt", [("v2.40.3-config.json", "json"), ("v1.29.2-config.yml", "yaml")])
+@pytest.mark.parametrize("name, fmt", [("v2.40.3-config.json", "json"), ("v1.29.2-config.yaml.txt", "yaml")])
 def test_parse_config_of_captured_outputs(name, fmt):
     pytest.importorskip("yaml")
     config = compose.parse_config(fixture(name), fmt)
