@@ -56,23 +56,35 @@ def check_password(password: str, stored: str) -> bool:
     return hmac.compare_digest(hash_password(password, salt), stored)
 
 
-def ensure_certificate(data_dir: str, host: str) -> tuple[str, str]:
-    """A self-signed certificate made at start with the openssl CLI (kept in the data volume)."""
+def ensure_certificate(data_dir: str, host: str) -> str:
+    """A self-signed certificate made at first start with the openssl CLI, kept in the data
+    volume as one PEM file (key + certificate) written atomically, so webapps sharing the
+    volume never load a key and a certificate of two different runs."""
     certs = Path(os.environ.get("WA_WEB_CERT_DIR") or Path(data_dir) / "certs")
-    cert, key = certs / "webapp.crt", certs / "webapp.key"
-    if cert.exists() and key.exists():
-        return str(cert), str(key)
+    pem = certs / "webapp.pem"
+    if pem.exists():
+        return str(pem)
     certs.mkdir(parents=True, exist_ok=True)
     openssl = shutil.which("openssl")
     if not openssl:
         raise Fatal("openssl is not installed: cannot make the webapp's self-signed certificate")
-    res = subprocess.run([openssl, "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
-                          "-nodes", "-keyout", str(key), "-out", str(cert), "-days", "3650", "-subj", f"/CN={host}"],
-                         capture_output=True, text=True, check=False)
-    if res.returncode != 0:
-        raise Fatal(f"openssl could not make a certificate: {res.stderr.strip().splitlines()[-1:]}")
-    key.chmod(0o600)
-    return str(cert), str(key)
+    tmp = certs / f".new-{os.getpid()}-{secrets.token_hex(4)}"
+    key, cert = Path(f"{tmp}.key"), Path(f"{tmp}.crt")
+    try:
+        res = subprocess.run([openssl, "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+                              "-nodes", "-keyout", str(key), "-out", str(cert), "-days", "3650",
+                              "-subj", f"/CN={host}"], capture_output=True, text=True, check=False)
+        if res.returncode != 0:
+            raise Fatal(f"openssl could not make a certificate: {res.stderr.strip().splitlines()[-1:]}")
+        fd = os.open(f"{tmp}.pem", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(key.read_text() + cert.read_text())
+        if not pem.exists():
+            os.replace(f"{tmp}.pem", pem)
+    finally:
+        for f in (key, cert, Path(f"{tmp}.pem")):
+            f.unlink(missing_ok=True)
+    return str(pem)
 
 
 class Webapp(BaseNode):
@@ -95,9 +107,9 @@ class Webapp(BaseNode):
     async def main(self) -> None:
         for w in self.cfg.warnings:
             log.warning("%s", w)
-        cert, key = ensure_certificate(self.cfg.data_dir, self.cfg.external_host)
+        pem = ensure_certificate(self.cfg.data_dir, self.cfg.external_host)
         ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-        ctx.load_cert_chain(cert, key)
+        ctx.load_cert_chain(pem)
         await self.wait_for_schema()
         await self.register()
         await self.load_settings()
