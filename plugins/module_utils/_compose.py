@@ -517,8 +517,8 @@ class _Runner:
                     if other.poll() is None:
                         other.kill()
                         other.wait()
-                raise ComposeError("'%s' failed (rc=%s): %s" % (" ".join(self.base + list(args)), proc.returncode,
-                                                                 (err or out).strip()),
+                cmd = " ".join(self.base + list(args))
+                raise ComposeError("'%s' failed (rc=%s): %s" % (cmd, proc.returncode, (err or out).strip()),
                                    rc=proc.returncode, stdout=out, stderr=err)
             outs.append(out)
         return outs
