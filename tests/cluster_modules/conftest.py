@@ -117,6 +117,10 @@ def make_cert(folder: Path) -> Path:
                     "-nodes", "-keyout", str(folder / "webapp.key"), "-out", str(folder / "webapp.crt"),
                     "-days", "2", "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost"],
                    check=True, capture_output=True)
+    # The webapp loads webapp.pem (key + certificate) from WA_WEB_CERT_DIR (older stand-ins: .crt/.key).
+    pem = folder / "webapp.pem"
+    pem.write_text((folder / "webapp.key").read_text() + (folder / "webapp.crt").read_text())
+    pem.chmod(0o600)
     return folder / "webapp.crt"
 
 

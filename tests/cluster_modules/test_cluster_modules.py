@@ -289,6 +289,16 @@ def test_failover_check_master_stopped(mc: ModCluster, run) -> None:
     c.start_node("master", secondary)
     wait_healthy(mc, run)
 
+    # The primary itself: the check names it, whether or not the other master has taken over yet.
+    c.kill(primary)
+    r = run("failover_check", mc.check_args(fail_on_unhealthy=False))
+    assert r["healthy"] is False, r
+    assert any(f.startswith(f"master {primary} does not answer on its healthcheck port") for f in r["findings"]), \
+        r["findings"]
+    assert r["primary_master"] in (None, secondary)
+    c.start_node("master", primary)
+    wait_healthy(mc, run)
+
 
 def test_failover_check_primary_coreapp_stopped(mc: ModCluster, run) -> None:
     c = mc.c
