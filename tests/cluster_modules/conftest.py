@@ -88,6 +88,19 @@ class Runner:
             raise AssertionError(f"ansible did not give a JSON result (rc {proc.returncode}):\n"
                                  f"{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}") from None
 
+    def playbook(self, path: Path) -> dict[str, Any]:
+        """Run a playbook on localhost; {task name: result} from the json callback."""
+        started = time.monotonic()
+        proc = subprocess.run([str(Path(sys.executable).parent / "ansible-playbook"), "-i", "localhost,", "-c", "local",
+                               str(path)], env=self.env, capture_output=True, text=True, timeout=300, check=False)
+        self.durations.append(("playbook", time.monotonic() - started))
+        try:
+            out = json.loads(proc.stdout)
+            return {t["task"]["name"]: t["hosts"]["localhost"] for t in out["plays"][0]["tasks"]}
+        except (ValueError, KeyError, IndexError):
+            raise AssertionError(f"ansible-playbook did not give a JSON result (rc {proc.returncode}):\n"
+                                 f"{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}") from None
+
     def _direct(self, module: str, args: dict[str, Any], check: bool, diff: bool) -> dict[str, Any]:
         argfile = self.tmp / f"args-{uuid.uuid4().hex}.json"
         argfile.write_text(json.dumps({"ANSIBLE_MODULE_ARGS": {

@@ -80,6 +80,29 @@ def test_failover_check_healthy(mc: ModCluster, run) -> None:
     assert r2.get("healthy") is True, r2.get("msg")
 
 
+def test_in_a_playbook(mc: ModCluster, run, tmp_path) -> None:
+    """The modules in a playbook, options shared through module_defaults, failover_check in an until loop."""
+    check = mc.check_args()
+    book = tmp_path / "check.yml"
+    book.write_text(json.dumps([{
+        "hosts": "localhost", "gather_facts": False,
+        "module_defaults": {"wabiz.cluster.failover_check": check,
+                            "wabiz.cluster.shard_table": {**mc.db, "api_url": mc.url(), "ca_path": str(mc.cert),
+                                                          "heartbeat_threshold": 3}},
+        "tasks": [
+            {"name": "health", "wabiz.cluster.failover_check": {"fail_on_unhealthy": False}, "register": "health",
+             "until": "health.healthy", "retries": 5, "delay": 1},
+            {"name": "map", "wabiz.cluster.shard_table": {}, "register": "map", "check_mode": True},
+            {"name": "verdict", "ansible.builtin.assert": {"that": [
+                "health.healthy", "health.findings == []", "map.shards == 1",
+                "map.map[0].owner == health.shards[0].owner"]}},
+        ]}]))
+    res = run.playbook(book)
+    assert res["health"]["healthy"] is True and res["health"]["attempts"] == 1, res["health"]
+    assert res["map"]["changed"] is False and res["map"]["shards"] == 1
+    assert not res["verdict"].get("failed"), res["verdict"]
+
+
 def test_failover_check_clear_errors(mc: ModCluster, run) -> None:
     r = run("failover_check", mc.check_args(api_key="wrong-key"), via="ansible")
     assert r.get("failed") and r["failure_kind"] == "auth", r
