@@ -29,7 +29,7 @@ from aiohttp import web
 
 from . import logs
 from .config import Config
-from .node import BaseNode
+from .node import BaseNode, Fatal
 from .schema import S
 from .storage import Lease, Node, SchemaTooNew, Shard, StorageError
 
@@ -124,8 +124,6 @@ class Master(BaseNode):
                 self.db_schema = version
                 return
             except SchemaTooNew as exc:
-                from .node import Fatal
-
                 raise Fatal(str(exc)) from None
             except StorageError as exc:
                 if time.monotonic() - last_log > 10:
