@@ -123,3 +123,22 @@ def test_settings_are_saved_and_wait_for_a_restart(bed, runs):
     assert pending.stdout.split() == ["listen_addresses", "max_connections"]
     said = " ".join(runs["converge"].output.split())  # the callback wraps long messages
     assert "has no service manager (runuser): the new listen address/port and max_connections are saved" in said
+
+
+def test_hosts_leaving_the_cluster_lose_their_pg_hba_line(bed, runs):
+    """Another address instead of p1: p1's line goes (and p1 is refused); the default list brings it back."""
+    other = "172.28.21.99"
+    moved = bed.play("database.yml", "-e", json.dumps({"database_client_hosts": [other]}), label="hba-moved")
+    assert moved.ok(), tail(moved.output)
+    try:
+        hba = bed.sh("db", "cat /etc/postgresql/15/main/pg_hba.conf").stdout
+        assert f"{other}/32" in hba and f"{P1}/32" not in hba
+        ok, out = _pg(bed, "p1", "SELECT 1")
+        assert not ok and "no pg_hba.conf entry" in out, out
+    finally:
+        back = bed.play("database.yml", label="hba-restored")
+        assert back.ok(), tail(back.output)
+    hba = bed.sh("db", "cat /etc/postgresql/15/main/pg_hba.conf").stdout
+    assert f"{P1}/32" in hba and other not in hba
+    ok, out = _pg(bed, "p1", "SELECT 1")
+    assert ok, out
