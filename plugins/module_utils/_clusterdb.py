@@ -74,10 +74,6 @@ def missing_library(engine):
     return None
 
 
-def _num(value):
-    return None if value is None else float(value)
-
-
 class ClusterDb(object):
     """One autocommit connection to the cluster database ``<db_name_prefix>waent``."""
 
@@ -184,25 +180,27 @@ class ClusterDb(object):
             return bool(exc.args) and exc.args[0] == _MYSQL_NO_TABLE
         return getattr(exc, "pgcode", None) == "42P01"
 
+    def rows(self, name, params=()):
+        """Rows of a read statement as dicts keyed by cluster_schema.COLUMNS (the one place that names
+        each statement's result columns)."""
+        return S.rows_as_dicts(name, self.run(name, params))
+
     def lease(self):
-        rows = self.run("read_lease")
+        rows = self.rows("read_lease")
         if not rows:
             return {"holder": None, "epoch": 0, "expired": True, "seconds_left": None, "held_for": None}
-        holder, epoch, expired, left, held = rows[0]
-        return {"holder": holder, "epoch": int(epoch), "expired": bool(int(expired)), "seconds_left": _num(left),
-                "held_for": _num(held)}
+        lease = rows[0]
+        lease["epoch"] = int(lease["epoch"])
+        lease["expired"] = bool(int(lease["expired"]))
+        return lease
 
     def shard_map(self):
-        return [{"shard": int(r[0]), "active": bool(int(r[1])), "owner": r[2], "epoch": int(r[3]),
-                 "master_epoch": int(r[4]), "assigned_age": _num(r[5])} for r in self.run("read_shard_map")]
+        return [{"shard": int(r["shard_id"]), "active": bool(int(r["active"])), "owner": r["owner"],
+                 "epoch": int(r["epoch"]), "master_epoch": int(r["master_epoch"]), "assigned_age": r["assigned_age"]}
+                for r in self.rows("read_shard_map")]
 
     def nodes(self):
-        out = []
-        for r in self.run("read_nodes"):
-            out.append({"node_id": r[0], "kind": r[1], "host": r[2], "messaging_port": r[3], "contacts_port": r[4],
-                        "control_port": r[5], "healthcheck_port": r[6], "version": r[7], "instance": r[8],
-                        "role": r[9], "gateway_status": r[10], "heartbeat_age": _num(r[11]), "uptime": _num(r[12])})
-        return out
+        return self.rows("read_nodes")
 
     def settings(self):
         out = {}
@@ -221,11 +219,11 @@ class ClusterDb(object):
         return app
 
     def observations(self):
-        return [{"master": r[0], "node_id": r[1], "ok_age": _num(r[2]), "attempt_age": _num(r[3])}
-                for r in self.run("read_observations")]
+        return [{"master": r["master_id"], "node_id": r["node_id"], "ok_age": r["ok_age"],
+                 "attempt_age": r["attempt_age"]} for r in self.rows("read_observations")]
 
     def message_counts(self):
-        return dict((str(status), int(n)) for status, n in self.run("count_messages"))
+        return dict((str(r["status"]), int(r["count"])) for r in self.rows("count_messages"))
 
     def schema_version(self):
         rows = self.run("read_schema_version")
