@@ -499,7 +499,7 @@ class _Runner:
 
     def read_only_pair(self, first, second):
         """Run two read-only commands (``config`` and ``config --hash``) at the same time: each
-        compose start costs about half a second (v1 is Python), and every run needs both."""
+        compose start costs about half a second (v1 is Python), and present/restarted need both."""
         env = dict(os.environ)
         env.update(self.env)
         env.update({"LC_ALL": "C", "LANG": "C"})
@@ -569,10 +569,13 @@ def run_compose_stack(module):
 
     try:
         fmt = "json" if cli["kind"] == "v2" else "yaml"
-        config_out, hash_out = runner.read_only_pair(["config", "--format", "json"] if fmt == "json" else ["config"],
-                                                     ["config", "--hash", "*"])
+        config_args = ["config", "--format", "json"] if fmt == "json" else ["config"]
+        if p["state"] in ("present", "restarted"):
+            config_out, hash_out = runner.read_only_pair(config_args, ["config", "--hash", "*"])
+            hashes = parse_hashes(hash_out)
+        else:  # stop and remove do not compare configurations
+            config_out, hashes = runner(config_args, record=False), {}
         config = parse_config(config_out, fmt)
-        hashes = parse_hashes(hash_out)
         scope = service_scope(config, p["services"], p["dependencies"])
     except ComposeError as exc:
         module.fail_json(msg=exc.msg, **result)
