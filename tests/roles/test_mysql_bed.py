@@ -226,7 +226,7 @@ def test_published_ports_are_closed_to_non_cluster_hosts(bed, runs):
              "&& for i in $(seq 1 50); do curl -s -o /dev/null http://127.0.0.1:6250/ && exit 0; sleep 0.2; done; exit 1")
     assert bed.sh("h1", start).returncode == 0
     try:
-        probe = "curl -s -o /dev/null -m 3 -w '%{{http_code}}' http://{addr}:{port}/"
+        probe = "curl -s -o /dev/null -m 5 -w '%{{http_code}}' http://{addr}:{port}/"
         # From the other cluster host: both open.
         assert bed.sh("h2", probe.format(addr=H1, port=6250)).stdout == "200"
         assert bed.sh("h2", probe.format(addr=H1, port=9090)).stdout == "200"
@@ -258,7 +258,7 @@ def test_database_port_input_rules_keep_non_cluster_hosts_out(bed, runs):
               "for i in $(seq 1 50); do curl -s -o /dev/null http://127.0.0.1:13306/ && exit 0; sleep 0.2; done; exit 1")
     assert listener.returncode == 0, listener.stderr
     try:
-        probe = f"curl -s -o /dev/null -m 3 -w '%{{http_code}}' http://{H2}:13306/"
+        probe = f"curl -s -o /dev/null -m 5 -w '%{{http_code}}' http://{H2}:13306/"
         assert bed.sh("h1", probe).stdout == "200"
         assert bed.sh("out1", probe).returncode == 28
     finally:

@@ -142,3 +142,15 @@ def test_hosts_leaving_the_cluster_lose_their_pg_hba_line(bed, runs):
     assert f"{P1}/32" in hba and other not in hba
     ok, out = _pg(bed, "p1", "SELECT 1")
     assert ok, out
+
+
+def test_existing_server_is_left_alone(bed, runs):
+    """database_manage_server=false (the user points at an existing server): nothing is done."""
+    before = bed.sh("db", "md5sum /etc/postgresql/15/main/pg_hba.conf /var/lib/postgresql/15/main/postgresql.auto.conf").stdout
+    run = bed.play("database.yml", "-e", json.dumps({"database_manage_server": False,
+                                                     "database_client_hosts": ["172.28.21.77"]}), label="unmanaged")
+    assert run.ok() and run.changed() == {"db": 0}, tail(run.output)
+    # Only fact gathering and the role's argument validation: every role task is skipped.
+    assert run.recap["db"]["ok"] == 2, tail(run.output)
+    after = bed.sh("db", "md5sum /etc/postgresql/15/main/pg_hba.conf /var/lib/postgresql/15/main/postgresql.auto.conf").stdout
+    assert before == after
