@@ -345,6 +345,7 @@ class Master(BaseNode):
         super().control_routes(app)
         app.router.add_post("/control/settings", self.h_settings)
         app.router.add_post("/control/shards", self.h_shards)
+        app.router.add_post("/control/move-shard", self.h_move_shard)
 
     def _not_primary(self) -> web.Response:
         return web.json_response({"error": "not the primary master"}, status=421)
@@ -383,6 +384,62 @@ class Master(BaseNode):
         logs.state(log, "shard_count", from_shards=before, to_shards=shards, master_epoch=self.epoch)
         await self.manage_shards()
         return web.json_response({"account": {"shards": shards}})
+
+    async def h_move_shard(self, request: web.Request) -> web.Response:
+        """Planned move of a shard to a named spare coreapp: the same guarded promotion as a
+        failover (shard epoch + 1 under the lease epoch), so the old owner is fenced."""
+        if not self.primary_now():
+            return self._not_primary()
+        body = await request.json()
+        shard_id = body.get("shard") if isinstance(body, dict) else None
+        target = body.get("owner") if isinstance(body, dict) else None
+        if not isinstance(shard_id, int) or isinstance(shard_id, bool) or not isinstance(target, str) or not target:
+            return web.json_response({"error": "shard (integer) and owner (node id) are required"}, status=400)
+
+        def bad(why: str) -> web.Response:
+            return web.json_response({"error": why}, status=400)
+
+        async with self.shard_lock:
+            nodes, shards, observations = await asyncio.gather(
+                self.store.call(self.storage.nodes), self.store.call(self.storage.shard_map),
+                self.store.call(self.storage.observations))
+            shard = next((s for s in shards if s.shard_id == shard_id and s.active), None)
+            if shard is None:
+                return bad(f"shard {shard_id} is not active")
+            if shard.owner == target:  # idempotent: already there
+                return web.json_response({"shard": {"id": shard_id, "owner": target, "previous": target,
+                                                    "epoch": shard.epoch}})
+            mode, health = self.node_health(nodes, observations)
+            node = next((n for n in nodes if n.node_id == target), None)
+            if node is None or node.kind != "coreapp" or target not in health:
+                return bad(f"{target} is not a registered coreapp")
+            h = health[target]
+            if not h["eligible"]:
+                return bad(f"{target} is not healthy (last ping answer {h['ok_age']:.1f}s ago, "
+                           f"DB heartbeat {h['db_age']:.1f}s ago)")
+            owned = next((s.shard_id for s in shards if s.active and s.owner == target), None)
+            if owned is not None:
+                return bad(f"{target} already owns shard {owned}")
+            if not self.primary_now():
+                return self._not_primary()
+            ok = await self.store.call(self.storage.promote, shard_id, shard.epoch, target, self.cfg.node_id,
+                                       self.epoch)
+            if not ok:
+                if not self.primary_now():
+                    return self._not_primary()
+                return web.json_response({"error": f"shard {shard_id} changed meanwhile; retry"}, status=409)
+            epoch = shard.epoch + 1
+            logs.state(log, "shard_move", shard=shard_id, owner=target, previous=shard.owner or "-", epoch=epoch,
+                       master_epoch=self.epoch, reason="planned", mode=mode)
+            self.no_candidate_logged.discard(shard_id)
+        # Poke the new owner (as a failover does) and the old one (it also finds out by itself
+        # within one tick; its writes are refused by the epoch check either way).
+        for n in nodes:
+            if n.node_id in (target, shard.owner) and n.control_port:
+                asyncio.ensure_future(self.request_json("POST", n.host, n.control_port, "/control/refresh", {},
+                                                        timeout=1.0))
+        return web.json_response({"shard": {"id": shard_id, "owner": target, "previous": shard.owner,
+                                            "epoch": epoch}})
 
     async def shutdown(self) -> None:
         if self.is_primary:

@@ -2,8 +2,9 @@
 
 Routing: ``POST /v1/messages`` goes to the owner of shard ``crc32(to) % shards``, read from the
 shard map in the database (cached, refreshed every ``WA_ROUTE_REFRESH_SECONDS`` <= 1 s), so the
-API keeps serving with every master down. Admin changes (settings, shard count) are forwarded
-to the primary master, which stores them under its lease epoch and pushes them to the nodes.
+API keeps serving with every master down. Admin changes (settings, shard count, planned shard
+moves) are forwarded to the primary master, which stores them under its lease epoch and pushes
+them to the nodes.
 """
 
 from __future__ import annotations
@@ -12,12 +13,14 @@ import asyncio
 import base64
 import hashlib
 import hmac
+import ipaddress
 import json
 import logging
 import os
 import re
 import secrets
 import shutil
+import socket
 import ssl
 import subprocess
 import time
@@ -56,10 +59,27 @@ def check_password(password: str, stored: str) -> bool:
     return hmac.compare_digest(hash_password(password, salt), stored)
 
 
+def subject_alt_names(host: str) -> list[str]:
+    """``DNS:``/``IP:`` entries for WEBAPP_HOSTNAME, localhost, 127.0.0.1 and the container's
+    hostname (what clients verifying the certificate with a CA file connect to)."""
+    out: list[str] = []
+    for name in (host, "localhost", "127.0.0.1", socket.gethostname()):
+        name = (name or "").strip().strip("[]")
+        try:
+            entry = f"IP:{ipaddress.ip_address(name)}"
+        except ValueError:
+            # openssl's config syntax: nothing that could end or extend the entry list.
+            entry = f"DNS:{name}" if re.fullmatch(r"[A-Za-z0-9*_.-]{1,253}", name) else ""
+        if entry and entry not in out:
+            out.append(entry)
+    return out
+
+
 def ensure_certificate(data_dir: str, host: str) -> str:
     """A self-signed certificate made at first start with the openssl CLI, kept in the data
     volume as one PEM file (key + certificate) written atomically, so webapps sharing the
-    volume never load a key and a certificate of two different runs."""
+    volume never load a key and a certificate of two different runs. It names the webapp in
+    subjectAltName (Python clients verifying it with a CA file require it)."""
     certs = Path(os.environ.get("WA_WEB_CERT_DIR") or Path(data_dir) / "certs")
     pem = certs / "webapp.pem"
     if pem.exists():
@@ -73,7 +93,8 @@ def ensure_certificate(data_dir: str, host: str) -> str:
     try:
         res = subprocess.run([openssl, "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
                               "-nodes", "-keyout", str(key), "-out", str(cert), "-days", "3650",
-                              "-subj", f"/CN={host}"], capture_output=True, text=True, check=False)
+                              "-subj", f"/CN={host}", "-addext", "subjectAltName=" + ",".join(subject_alt_names(host))],
+                             capture_output=True, text=True, check=False)
         if res.returncode != 0:
             raise Fatal(f"openssl could not make a certificate: {res.stderr.strip().splitlines()[-1:]}")
         fd = os.open(f"{tmp}.pem", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
@@ -122,6 +143,7 @@ class Webapp(BaseNode):
         r.add_patch("/v1/settings/application", self.h_settings_patch)
         r.add_get("/v1/account/shards", self.h_shards_get)
         r.add_post("/v1/account/shards", self.h_shards_post)
+        r.add_post("/v1/account/shards/{shard_id}/owner", self.h_shard_owner_post)
         r.add_get("/v1/support", self.h_support)
         r.add_post("/v1/messages", self.h_send)
         r.add_get("/v1/messages/{id}", self.h_message_get)
@@ -330,6 +352,23 @@ class Webapp(BaseNode):
             return error(400, 1009, "Parameter value is not valid",
                          f"shards must be one of {', '.join(map(str, S.VALID_SHARD_COUNTS))}")
         return await self.forward_to_primary("/control/shards", {"shards": shards})
+
+    async def h_shard_owner_post(self, request: web.Request) -> web.Response:
+        """Planned move of one shard to a named spare coreapp (done by the primary master)."""
+        denied = await self.auth(request)
+        if denied is not None:
+            return denied
+        raw = request.match_info["shard_id"]
+        if not re.fullmatch(r"[0-9]{1,2}", raw):
+            return error(400, 1009, "Parameter value is not valid", "shard id: an active shard number")
+        body = await request.json()
+        owner = body.get("owner") if isinstance(body, dict) else None
+        if not isinstance(owner, str) or not owner.strip():
+            return error(400, 1009, "Parameter value is not valid", "owner: the node id of a coreapp is required")
+        resp = await self.forward_to_primary("/control/move-shard", {"shard": int(raw), "owner": owner.strip()})
+        if resp.status == 200:
+            await self.refresh_routes(force=True)
+        return resp
 
     # -- messages ----------------------------------------------------------------------------
     async def h_send(self, request: web.Request) -> web.Response:

@@ -1,15 +1,24 @@
 """The webapp's REST subset on a loopback cluster: login and tokens, API key, documented error
-form, settings stored by the primary and pushed, media, message GC, stats, metrics; plus the
-duplicate node name refusal and a rolling upgrade 2.53.1 -> 2.53.2 (schema 1 -> 2)."""
+form, settings stored by the primary and pushed, media, message GC, stats, metrics, a planned
+shard move; plus the duplicate node name refusal, a rolling upgrade 2.53.1 -> 2.53.2 (schema 1 -> 2)
+and the webapp certificate's subjectAltName."""
 
 from __future__ import annotations
 
 import base64
+import json
 import signal
+import socket
+import ssl
+import subprocess
+import threading
 import time
+import urllib.error
+import urllib.request
 import uuid
 
 from wabiz_standin.schema import S
+from wabiz_standin.webapp import ensure_certificate
 
 from tests.standin.harness import wait_for
 
@@ -165,3 +174,102 @@ def test_rolling_upgrade_from_2_53_1_to_2_53_2(make_cluster) -> None:
     late.popen.wait(timeout=20)
     assert late.popen.returncode == 3 and "upgrade the node" in late.output()
     st.close()
+
+
+def test_planned_shard_move_to_a_named_spare(make_cluster) -> None:
+    """POST /v1/account/shards/{id}/owner: the primary promotes the named spare with the
+    fenced promotion (shard epoch + 1); the old owner's writes are refused (409), new messages
+    are stored by the new owner; refusals answer 400 (1009); the current owner is a no-op."""
+    c = make_cluster().start(masters=1, coreapps=3, webapps=1)
+    wait_for(c.primary_master, 20, what="a primary master")
+    wait_for(c.connected_coreapps, 20, what="a connected coreapp")
+    c.login()
+    assert c.api("POST", "/v1/account/shards", {"shards": 2})[0] == 200
+    owners = wait_for(lambda: (o := c.owners()) and len(o) == 2 and all(o.values()) and o, 10, what="two owners")
+    old, other = owners[0], owners[1]
+    spare = next(n for n in ("coreapp1", "coreapp2", "coreapp3") if n not in owners.values())
+    wait_for(lambda: c.ping(spare), 10, what="the spare answers")
+    st = c.storage()
+    epoch = st.shard_map()[0].epoch
+
+    def move(shard: object, owner: object) -> tuple[int, dict]:
+        return c.api("POST", f"/v1/account/shards/{shard}/owner", {"owner": owner})
+
+    assert c.api("POST", "/v1/account/shards/0/owner", {"owner": spare}, auth="")[0] == 401
+    # A registered coreapp no master has reached (nobody listens on its control port).
+    st.register_node("ghost", "coreapp", "127.0.0.1", (1, 1, 1, 1), "2.53.2", "x", "coreapp", "disconnected")
+    for shard, target, why in ((0, "nobody", "not a registered coreapp"), (0, "master1", "not a registered coreapp"),
+                               (0, other, "already owns shard 1"), (0, "ghost", "not healthy"),
+                               (5, spare, "shard 5 is not active"), ("x", spare, "shard id")):
+        status, body = move(shard, target)
+        assert status == 400 and body["errors"][0]["code"] == 1009 and why in body["errors"][0]["details"], body
+    status, body = move(0, old)
+    assert (status, body["shard"]) == (200, {"id": 0, "owner": old, "previous": old, "epoch": epoch}), body
+    assert st.shard_map()[0].epoch == epoch and c.owners() == owners, "moving to the current owner changes nothing"
+
+    status, body = move(0, spare)
+    assert (status, body["shard"]) == (200, {"id": 0, "owner": spare, "previous": old, "epoch": epoch + 1}), body
+    assert c.owners() == {0: spare, 1: other} and st.shard_map()[0].epoch == epoch + 1
+    # The old owner is fenced at once: a write straight to it is refused and nothing is stored.
+    req = urllib.request.Request(f"http://127.0.0.1:{c.procs[old].ports[0]}/v1/messages", method="POST",
+                                 data=json.dumps({"id": "moved-1", "to": "1", "body": "x", "shard": 0}).encode(),
+                                 headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(req, timeout=10) as r:
+            late = r.status
+    except urllib.error.HTTPError as e:
+        late = e.code
+    assert late == 409 and st.message_ids(["moved-1"]) == set()
+    assert st.insert_message("moved-2", 0, "1", "x", old, epoch) == "fenced"
+    wait_for(lambda: spare in c.connected_coreapps(), 10, interval=0.1, what="the new owner connected")
+    wait_for(lambda: c.procs[old].state_lines("demotion"), 5, what="the old owner demoted")
+    to = next(str(15550000000 + n) for n in range(100) if S.shard_for(str(15550000000 + n), 2) == 0)
+    status, body = c.send(to)
+    assert status == 201, body
+    msg = st.read_message(body["messages"][0]["id"])
+    assert (msg["shard"], msg["owner"], msg["epoch"]) == (0, spare, epoch + 1)
+    lines = c.procs["master1"].state_lines("shard_move")
+    assert len(lines) == 1 and f"shard=0 owner={spare} previous={old} epoch={epoch + 1}" in lines[0], lines
+    st.close()
+
+
+def test_webapp_certificate_names_the_webapp(tmp_path, monkeypatch) -> None:
+    """The self-signed certificate carries subjectAltName (WEBAPP_HOSTNAME, localhost,
+    127.0.0.1, the container hostname), so a client verifying it with the PEM as CA accepts it."""
+    monkeypatch.delenv("WA_WEB_CERT_DIR", raising=False)
+    ip_pem = ensure_certificate(str(tmp_path / "a"), "10.1.2.3")
+    name_pem = ensure_certificate(str(tmp_path / "b"), "waweb")
+    assert ensure_certificate(str(tmp_path / "b"), "waweb") == name_pem, "made once"
+
+    def sans(pem: str) -> set[str]:
+        out = subprocess.run(["openssl", "x509", "-noout", "-ext", "subjectAltName", "-in", pem],
+                             capture_output=True, text=True, check=True).stdout
+        return {x.strip().replace("IP Address:", "IP:") for x in out.splitlines()[1].split(",")}
+
+    host = socket.gethostname()
+    assert sans(ip_pem) == {"IP:10.1.2.3", "DNS:localhost", "IP:127.0.0.1", f"DNS:{host}"}
+    assert sans(name_pem) == {"DNS:waweb", "DNS:localhost", "IP:127.0.0.1", f"DNS:{host}"}
+    # Verified like a client with ca_path: a real handshake, hostname checking on, the PEM as
+    # the only CA, for each name a client may use.
+    server_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server_ctx.load_cert_chain(name_pem)
+    client_ctx = ssl.create_default_context(cafile=name_pem)
+    with socket.socket() as srv:
+        srv.bind(("127.0.0.1", 0))
+        srv.listen(5)
+
+        def serve() -> None:
+            for _ in range(3):
+                conn, _addr = srv.accept()
+                try:
+                    server_ctx.wrap_socket(conn, server_side=True).close()
+                except (ssl.SSLError, OSError):
+                    conn.close()
+
+        t = threading.Thread(target=serve, daemon=True)
+        t.start()
+        for name in ("waweb", "localhost", "127.0.0.1"):
+            with socket.create_connection(srv.getsockname(), timeout=5) as raw, \
+                    client_ctx.wrap_socket(raw, server_hostname=name) as tls:
+                assert tls.version()
+        t.join(5)
