@@ -138,8 +138,8 @@ notes:
   - Images are never built (C(--no-build)), since the cluster runs published images.
   - Switching a project between compose v1 and v2 recreates its containers once (the two compute
     different config hashes).
-  - After an apply the module keeps C(.compose_stack-PROJECT.json) (mode C(0600)) in O(project_src):
-    per service, the hash C(config --hash) printed and the config-hash label compose gave the
+  - After an apply the module keeps C(.compose_stack-PROJECT.json) (mode C(0600)) in O(project_src),
+    noting per service the hash C(config --hash) printed and the config-hash label compose gave the
     containers. Compose v2 labels services that have an C(env_file) with a hash C(config --hash)
     does not print, so without this note check mode would predict a recreate that C(up) does not do.
     Deleting the file is harmless (check mode may then over-predict once).
