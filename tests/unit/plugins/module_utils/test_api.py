@@ -87,7 +87,7 @@ class FakeWebapp:
         path = url.split("9090", 1)[1]
         auth = headers.get("Authorization", "")
         if path == "/v1/users/login":
-            user, _, pw = base64.b64decode(auth.split(" ", 1)[1]).decode().partition(":")
+            user, _sep, pw = base64.b64decode(auth.split(" ", 1)[1]).decode().partition(":")
             if pw != self.password:
                 raise HTTPError(url, 401, "denied", {}, io.BytesIO(json.dumps(DENIED).encode()))
             body = json.loads(data) if data else {}

@@ -55,8 +55,8 @@ def test_reads_use_the_schema_statements(engine):
         {"shard": 0, "active": True, "owner": "c1", "epoch": 3, "master_epoch": 4, "assigned_age": 2.0},
         {"shard": 1, "active": False, "owner": None, "epoch": 0, "master_epoch": 0, "assigned_age": None}]
     schema_engine = S.MYSQL if engine == "mysql" else S.PGSQL
-    assert [sql for sql, _ in db.conn.log] == [S.statement(schema_engine, "read_lease"),
-                                               S.statement(schema_engine, "read_shard_map")]
+    assert [sql for sql, _params in db.conn.log] == [S.statement(schema_engine, "read_lease"),
+                                                     S.statement(schema_engine, "read_shard_map")]
     assert db.executed == ["read_lease", "read_shard_map"]
 
 

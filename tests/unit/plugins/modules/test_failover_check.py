@@ -12,8 +12,8 @@ OPTS = {"heartbeat_threshold": 3, "min_masters": 2, "min_spares": 1, "expected_n
 
 
 def node(nid, kind, hb=0.5, version="2.53.2", port=None):
-    return {"node_id": nid, "kind": kind, "host": "10.0.0.1", "healthcheck_port": port or (6253 if kind != "webapp"
-                                                                                             else None),
+    healthcheck = port or (6253 if kind != "webapp" else None)
+    return {"node_id": nid, "kind": kind, "host": "10.0.0.1", "healthcheck_port": healthcheck,
             "messaging_port": 9090 if kind == "webapp" else 6250, "version": version, "role": None,
             "heartbeat_age": hb}
 
@@ -35,8 +35,8 @@ def healthy_data():
         "nodes": [node("m1", "master"), node("m2", "master"), node("c1", "coreapp"), node("c2", "coreapp"),
                   node("w1", "webapp")],
         "settings": {"heartbeat_interval": 1, "unhealthy_interval": 4},
-        "observations": [{"master": "m1", "node_id": "c1", "ok_age": 0.5}, {"master": "m2", "node_id": "c2",
-                                                                           "ok_age": 0.7}],
+        "observations": [{"master": "m1", "node_id": "c1", "ok_age": 0.5},
+                         {"master": "m2", "node_id": "c2", "ok_age": 0.7}],
         "probes": {"m1": probe("m1", "primary_master", "connected"), "m2": probe("m2", "secondary_master", "disconnected"),
                    "c1": probe("c1", "coreapp", "connected"), "c2": probe("c2", "coreapp", "disconnected")},
         "webapps": {"https://10.0.0.1:9090": {"ok": True, "health": copy.deepcopy(HEALTH)}},
@@ -160,8 +160,8 @@ def test_registered_webapp_that_does_not_answer():
     d["webapps"]["https://10.0.0.2:9090"] = {"ok": False, "error": "timed out"}
     r = fc.judge(d, OPTS)
     assert r["findings"] == ["webapp https://10.0.0.2:9090 does not answer /v1/health (timed out)"]
-    assert {n["node"]: n["status"] for n in r["nodes"] if n["kind"] == "webapp"} == {"w1": "serving",
-                                                                                    "w2": "unreachable"}
+    statuses = {n["node"]: n["status"] for n in r["nodes"] if n["kind"] == "webapp"}
+    assert statuses == {"w1": "serving", "w2": "unreachable"}
 
 
 def test_api_and_probe_disagree():
