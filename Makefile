@@ -80,7 +80,7 @@ integration-modules: collection dbservers
 integration-cluster-modules: dbservers
 	@$(STAGE) cluster-modules $(PYTEST) tests/cluster_modules -q
 
-# The roles on the nested-Docker testbed (database, NFS, engine, cron, firewall).
+# The infrastructure roles on two testbeds (database, NFS, engine, cron, firewall).
 roles: images
 	@$(STAGE) roles $(PYTEST) tests/roles -q
 
