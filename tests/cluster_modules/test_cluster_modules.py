@@ -215,8 +215,8 @@ def test_shard_table_move(mc: ModCluster, run) -> None:
     assert r["changed"] is True and r["plan"] == [f"move shard 0 from {owner} to {spare}"], r
     assert active_shards(mc)[0] == (owner, epoch), "check mode changes nothing"
 
-    r = run("shard_table", args, via="ansible")
-    assert r["changed"] is True and r["move_method"] == "database", r
+    r = run("shard_table", args, via="ansible")  # through the stand-in's planned-move endpoint
+    assert r["changed"] is True and r["move_method"] == "api", r
     assert active_shards(mc)[0] == (spare, epoch + 1), "the new owner holds the shard at a higher epoch"
     assert c.connected_coreapps() == [spare], "the new owner serves and the old one stopped"
     assert 0 < r["ownerless_seconds"] < 10
