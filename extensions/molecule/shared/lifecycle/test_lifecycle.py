@@ -76,6 +76,25 @@ def test_collect_logs_brings_back_a_file_per_host(tmp_path):
         assert f.is_file() and f.stat().st_size > 0, host
 
 
+def test_switchover_moves_shard_0_to_coreapp3_and_a_second_run_changes_nothing():
+    playbook("switchover.yml", "-e", "shard=0", "-e", "to=coreapp3").assert_ok()
+    run = playbook("switchover.yml", "-e", "shard=0", "-e", "to=coreapp3").assert_ok()
+    assert run.changed == {}, run.output[-3000:]
+    # The shard map table: shard 0 owned by coreapp3 (172.28.10.15), connected.
+    assert re.search(r"\b0\s+172\.28\.10\.15:\S+\s+\d+\s+connected", run.output), run.output[-3000:]
+
+
+def test_message_gc_runs_now_and_installs_a_daily_schedule():
+    run = playbook("message_gc.yml").assert_ok()
+    assert "messages " in run.output
+    playbook("message_gc.yml", "-e", "message_gc_schedule=true").assert_ok()
+    cron = in_host("webapp1", "crontab", "-l").stdout
+    assert "/usr/local/sbin/wabiz-message-gc" in cron
+    assert in_host("webapp1", "stat", "-c", "%a", "/etc/wabiz-message-gc.secret").stdout.strip() == "600"
+    res = in_host("webapp1", "/usr/bin/python3", "/usr/local/sbin/wabiz-message-gc", timeout=120)
+    assert res.returncode == 0 and "message gc done" in res.stdout, res.stdout + res.stderr
+
+
 def test_uninstall_keeps_volumes_unless_asked():
     def volumes(host):
         return {v for v in in_host(host, "docker", "volume", "ls", "-q").stdout.split() if v.startswith("wabiz-")}
