@@ -15,29 +15,18 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import json
-import traceback
 
 from ansible_collections.wabiz.cluster.plugins.module_utils import cluster_schema as S
+from ansible_collections.wabiz.cluster.plugins.module_utils._dbdrivers import (
+    ENGINE_NAMES,
+    HAS_PSYCOPG2,
+    HAS_PYMYSQL,
+    PSYCOPG2_IMP_ERR,
+    PYMYSQL_IMP_ERR,
+    psycopg2,
+    pymysql,
+)
 
-try:
-    import pymysql
-
-    HAS_PYMYSQL = True
-    PYMYSQL_IMP_ERR = None
-except ImportError:
-    HAS_PYMYSQL = False
-    PYMYSQL_IMP_ERR = traceback.format_exc()
-
-try:
-    import psycopg2
-
-    HAS_PSYCOPG2 = True
-    PSYCOPG2_IMP_ERR = None
-except ImportError:
-    HAS_PSYCOPG2 = False
-    PSYCOPG2_IMP_ERR = traceback.format_exc()
-
-ENGINE_NAMES = {"mysql": "MySQL", "postgresql": "PostgreSQL"}
 DEFAULT_PORTS = {"mysql": 3306, "postgresql": 5432}
 _MYSQL_LOGIN_ERRORS = (1044, 1045, 1130, 1698)
 _MYSQL_UNKNOWN_DB = 1049

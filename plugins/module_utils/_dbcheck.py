@@ -14,30 +14,20 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import socket
-import traceback
 
-try:
-    import pymysql
-
-    HAS_PYMYSQL = True
-    PYMYSQL_IMP_ERR = None
-except ImportError:
-    HAS_PYMYSQL = False
-    PYMYSQL_IMP_ERR = traceback.format_exc()
-
-try:
-    import psycopg2
-
-    HAS_PSYCOPG2 = True
-    PSYCOPG2_IMP_ERR = None
-except ImportError:
-    HAS_PSYCOPG2 = False
-    PSYCOPG2_IMP_ERR = traceback.format_exc()
+from ansible_collections.wabiz.cluster.plugins.module_utils._dbdrivers import (
+    ENGINE_NAMES,
+    HAS_PSYCOPG2,
+    HAS_PYMYSQL,
+    PSYCOPG2_IMP_ERR,
+    PYMYSQL_IMP_ERR,
+    psycopg2,
+    pymysql,
+)
 
 # What the WhatsApp Business API client does with its databases: creates them, creates and
 # alters its tables and indexes, reads and writes rows, drops what it retires.
 REQUIRED_PRIVILEGES = ("Select", "Insert", "Update", "Delete", "Create", "Alter", "Index", "Drop")
-ENGINE_NAMES = {"mysql": "MySQL", "postgresql": "PostgreSQL"}
 
 # MySQL client error numbers (pymysql.constants.ER / CR)
 _MYSQL_LOGIN_ERRORS = (1044, 1045, 1130, 1698)  # access denied (db / user), host not allowed, socket auth
