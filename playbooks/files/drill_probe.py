@@ -94,9 +94,11 @@ def run(args: argparse.Namespace) -> int:
     record: dict = {"api": args.api, "started": time.time(), "requests": [], "polls": [],
                     "settings": (settings.get("settings") or {}).get("application", {})}
     stop = threading.Event()
+    recovered_at: list[float] = []  # when a success first followed a failure (--stop-after-recovery)
 
     def sender() -> None:
         n = 0
+        failed_once = False
         while not stop.is_set():
             n += 1
             t0 = time.time()
@@ -107,12 +109,16 @@ def run(args: argparse.Namespace) -> int:
             record["requests"].append({"t": t0, "dt": round(time.time() - t0, 4), "ok": ok, "status": status,
                                        "id": msg_id, "via": url})
             if not ok:
+                failed_once = True
                 time.sleep(args.retry_pause)
+            elif failed_once and not recovered_at:
+                recovered_at.append(time.time())
 
     def poller() -> None:
         while not stop.is_set():
             t0 = time.time()
-            status, body, _url = api.call("GET", "/v1/support", timeout=min(args.timeout, args.poll))
+            # Up to twice the poll period: a slow answer still counts, and the gap check catches it.
+            status, body, _url = api.call("GET", "/v1/support", timeout=min(args.timeout, max(1.0, 2 * args.poll)))
             owners: dict[str, list[str]] = {}
             roles: dict[str, str] = {}
             for node, info in ((body.get("support") or {}).get("nodes") or {}).items():
@@ -127,6 +133,8 @@ def run(args: argparse.Namespace) -> int:
         t.start()
     deadline = time.time() + args.duration
     while time.time() < deadline and not (args.stop_file and os.path.exists(args.stop_file)):
+        if args.stop_after_recovery is not None and recovered_at:
+            deadline = min(deadline, recovered_at[0] + args.stop_after_recovery)
         stop.wait(0.2)
     stop.set()
     for t in threads:
@@ -177,9 +185,16 @@ def plan(args: argparse.Namespace) -> int:
         ids = sorted(n for n, i in nodes.items() if i.get("role") in ("primary_master", "secondary_master"))
     if not ids:
         raise SystemExit(f"no target for {args.fault}: the cluster shows {nodes}")
-    targets = [{"node": n, "address": n.rsplit(":", 1)[0], "container": n.rsplit(":", 1)[1]} for n in ids]
+    def where(n: str) -> dict[str, str]:
+        return {"node": n, "address": n.rsplit(":", 1)[0], "container": n.rsplit(":", 1)[1]}
+
+    targets = [where(n) for n in ids]
+    # The masters that are not primary: a one-master drill stops them first (DB mode).
+    secondaries = [where(n) for n, i in sorted(nodes.items()) if i.get("role") == "secondary_master"]
     bound = float(app.get("unhealthy_interval", 30)) + float(app.get("heartbeat_interval", 5))
-    print(json.dumps({"targets": targets, "bound_s": bound, "settings": app}))
+    primaries = [where(n) for n, i in sorted(nodes.items()) if i.get("role") == "primary_master"]
+    print(json.dumps({"targets": targets, "primary_masters": primaries, "secondary_masters": secondaries,
+                      "bound_s": bound, "settings": app}))
     return 0
 
 
@@ -334,6 +349,8 @@ def main(argv: list[str]) -> int:
     r.add_argument("--poll", type=float, default=0.5)
     r.add_argument("--retry-pause", type=float, default=0.05)
     r.add_argument("--stop-file", help="stop early once this file exists")
+    r.add_argument("--stop-after-recovery", type=float, metavar="SECONDS",
+                   help="stop this long after the first success that follows a failure")
     r.add_argument("--out", required=True)
     a = sub.add_parser("analyze")
     a.add_argument("--record", required=True)

@@ -257,11 +257,11 @@ class Webapp(BaseNode):
                                   "meta": {"api_status": "stable", "version": self.cfg.version}})
 
     # -- health, support, settings, shards ---------------------------------------------------
-    async def live_nodes(self) -> list[tuple[Any, dict[str, Any] | None]]:
+    async def live_nodes(self, ping_timeout: float = 1.5) -> list[tuple[Any, dict[str, Any] | None]]:
         nodes = await self.store.call(self.storage.nodes)
         nodes = [n for n in nodes if n.kind in ("master", "coreapp") and n.heartbeat_age is not None
                  and n.heartbeat_age < self.cfg.db_dead_after + self.cfg.db_heartbeat]
-        pings = await asyncio.gather(*(self.get_json(n.host, n.control_port or 0, "/ping", timeout=1.5)
+        pings = await asyncio.gather(*(self.get_json(n.host, n.control_port or 0, "/ping", timeout=ping_timeout)
                                        for n in nodes))
         return list(zip(nodes, pings, strict=False))
 
@@ -288,7 +288,9 @@ class Webapp(BaseNode):
             if s.active and s.owner:
                 owned.setdefault(s.owner, []).append(s.shard_id)
         nodes = {}
-        for n, ping in await self.live_nodes():
+        # A short ping timeout: the support view must stay fast while a dead host's packets go
+        # unanswered (a drill polls it every half second); such a node shows as unreachable.
+        for n, ping in await self.live_nodes(ping_timeout=0.4):
             nodes[n.node_id] = {"role": (ping or {}).get("role", n.role), "version": n.version,
                                 "shards": owned.get(n.node_id, []),
                                 "socket": (ping or {}).get("gateway_status", "unreachable"),

@@ -1,0 +1,126 @@
+"""Run the benchmarks and write JSON and PNG files into the results folder.
+
+    python -m bench                 # everything, 20 failover rounds per timer set (make bench)
+    python -m bench --quick         # one round of each, small sizes (make bench-quick, in make test)
+    python -m bench --only deploy,failover --rounds 5
+
+Parts: deploy, health, switchover, failover (testbed timers: heartbeat 2 s, unhealthy 10 s),
+failover-default (product defaults: heartbeat 5 s, unhealthy 30 s), health-loopback (50
+stand-in nodes on loopback), gc (10 million messages on MariaDB and on PostgreSQL). The testbed
+parts share one testbed, which is removed at the end unless --keep.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from typing import Any
+
+from . import deploy, failover, switchover
+from .cluster import DEFAULT_TIMERS, INVENTORY, Testbed, playbook
+from .common import results_dir, say, write_json
+
+TESTBED_PARTS = ["deploy", "health", "switchover", "failover", "failover-default"]
+LOCAL_PARTS = ["health-loopback", "gc"]
+ALL_PARTS = TESTBED_PARTS + LOCAL_PARTS
+QUICK_PARTS = ["deploy", "health", "switchover", "failover", "health-loopback", "gc"]
+
+
+def _testbed_db() -> dict[str, Any]:
+    return {"db_engine": "mysql", "db_host": "172.28.10.5", "db_port": 3306, "db_user": "whatsapp",
+            "db_password": (INVENTORY / ".secrets" / "db_password").read_text().strip()}
+
+
+def run_testbed(parts: list[str], args: argparse.Namespace, summary: dict[str, Any]) -> None:
+    bed = Testbed()
+    try:
+        summary["testbed_up_s"] = bed.up()
+        # deploy always runs first: it is what brings the cluster up on the fresh machines.
+        res = deploy.run(bed)
+        write_json("deploy", res)
+        deploy.plot(res)
+        summary["deploy"] = res
+        if "health" in parts:
+            from . import health
+
+            res = health.testbed(bed.api_urls()[0], bed.password, _testbed_db(), samples=args.health_samples)
+            summary["health_testbed"] = res
+        if "switchover" in parts:
+            res = switchover.run(bed, args.switchover_rounds)
+            write_json("switchover", res)
+            switchover.plot(res)
+            summary["switchover"] = res
+        fo = []
+        if "failover" in parts:
+            fo.append(failover.run(bed, args.rounds, "tuned"))
+        if "failover-default" in parts:
+            say("failover-default: re-deploying with the product's default timers")
+            redeploy = playbook("site", {"wabiz_node_environment": DEFAULT_TIMERS})
+            bed.wait_healthy()
+            res = failover.run(bed, args.rounds, "default")
+            res["redeploy_s"] = redeploy.seconds
+            fo.append(res)
+        if fo:
+            write_json("failover", {"timer_sets": fo})
+            failover.plot(fo)
+            summary["failover"] = fo
+    finally:
+        if args.keep:
+            say("testbed kept (--keep): python testbed/testbed.py down testbed removes it")
+        else:
+            bed.down()
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help="one round of each, small sizes (a check that it works)")
+    ap.add_argument("--only", help=f"comma-separated parts: {', '.join(ALL_PARTS)}")
+    ap.add_argument("--rounds", type=int, help="failover rounds per timer set (default 20; quick 1)")
+    ap.add_argument("--keep", action="store_true", help="leave the testbed running")
+    args = ap.parse_args(argv)
+    parts = args.only.split(",") if args.only else (QUICK_PARTS if args.quick else ALL_PARTS)
+    unknown = sorted(set(parts) - set(ALL_PARTS))
+    if unknown:
+        ap.error(f"unknown part(s) {', '.join(unknown)}; choose from {', '.join(ALL_PARTS)}")
+    args.rounds = args.rounds or (1 if args.quick else 20)
+    args.switchover_rounds = 1 if args.quick else 10
+    args.health_samples = 20 if args.quick else 200
+    started = time.time()
+    summary: dict[str, Any] = {"quick": args.quick, "parts": parts, "rounds": args.rounds}
+    say(f"results go to {results_dir()}; parts: {', '.join(parts)}")
+    if set(parts) & set(TESTBED_PARTS):
+        run_testbed(parts, args, summary)
+    if "health-loopback" in parts:
+        from . import health
+
+        res = health.loopback(nodes=12 if args.quick else 50, samples=args.health_samples)
+        summary["health_loopback"] = res
+    if "health" in parts or "health-loopback" in parts:
+        from . import health
+
+        found = {k: summary[k] for k in ("health_testbed", "health_loopback") if k in summary}
+        write_json("health", found)
+        health.plot(found)
+    if "gc" in parts:
+        from . import gc
+
+        res = {engine: gc.run(engine, rows=100_000 if args.quick else 10_000_000) for engine in ("mysql", "postgresql")}
+        write_json("gc", res)
+        gc.plot(res)
+        summary["gc"] = res
+    summary["seconds"] = round(time.time() - started, 1)
+    problems = [p for key in ("deploy", "switchover") for p in (summary.get(key) or {}).get("problems", [])]
+    problems += [p for res in summary.get("failover", []) for p in res["problems"]]
+    summary["problems"] = problems
+    write_json("summary", summary)
+    print(json.dumps({"seconds": summary["seconds"], "problems": problems}, indent=2))
+    if problems:
+        say("the benchmark found problems: " + "; ".join(problems))
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

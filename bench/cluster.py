@@ -1,0 +1,202 @@
+"""The HA testbed a benchmark runs on: bring it up, deploy with site.yml, talk to its API.
+
+The machines are the nested-Docker testbed of ``testbed/testbed.py`` (layout ``ha``: 2 masters,
+3 coreapps, 2 webapps, a MariaDB host and an NFS host on 172.28.10.0/24) with the inventory
+``inventories/testbed``, the same the molecule scenarios use; a benchmark replaces any testbed
+of that name and removes it at the end.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .common import ROOT, say
+
+INVENTORY = ROOT / "inventories" / "testbed"
+TESTBED = "testbed"
+IMAGES = [f"wabiz-standin/{kind}:v{version}" for version in ("2.53.2",) for kind in ("coreapp", "web")]
+WEBAPPS = {"webapp1": "172.28.10.16", "webapp2": "172.28.10.17"}
+NODE_HOSTS = ["master1", "master2", "coreapp1", "coreapp2", "coreapp3", "webapp1", "webapp2"]
+ADDRESSES = {"master1": "172.28.10.11", "master2": "172.28.10.12", "coreapp1": "172.28.10.13",
+             "coreapp2": "172.28.10.14", "coreapp3": "172.28.10.15", **WEBAPPS}
+# The testbed inventory's shortened timers; {} deploys the product defaults (heartbeat 5 s,
+# unhealthy 30 s, DB heartbeat 60 s, dead after 120 s, fence 5 s).
+DEFAULT_TIMERS: dict[str, Any] = {}
+
+
+def load_probe() -> Any:
+    """playbooks/files/drill_probe.py (the drill's client) as a module."""
+    spec = importlib.util.spec_from_file_location("drill_probe", ROOT / "playbooks" / "files" / "drill_probe.py")
+    assert spec and spec.loader
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def machine(host: str) -> str:
+    """The container that is the testbed machine ``host``."""
+    return f"wabiz-tb-{TESTBED}-{host}"
+
+
+@dataclass
+class PlaybookRun:
+    seconds: float
+    changed: int
+    ok: int
+    failed: int
+    output: str = field(repr=False)
+
+
+def _env() -> dict[str, str]:
+    env = dict(os.environ)
+    env.setdefault("ANSIBLE_COLLECTIONS_PATH", str(ROOT / ".build" / "link"))
+    env["ANSIBLE_NOCOLOR"] = "1"
+    env["PATH"] = f"{Path(sys.executable).parent}:{env.get('PATH', '')}"
+    return env
+
+
+def sh(argv: list[str], check: bool = True, timeout: float = 900) -> subprocess.CompletedProcess:
+    proc = subprocess.run(argv, cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=timeout)
+    if check and proc.returncode != 0:
+        raise RuntimeError(f"{' '.join(argv)} failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
+    return proc
+
+
+def playbook(name: str, extra: dict[str, Any] | None = None, check: bool = True) -> PlaybookRun:
+    """Run playbooks/<name>.yml on the testbed; time it and add up the recap."""
+    argv = ["ansible-playbook", "-i", str(INVENTORY), str(ROOT / "playbooks" / f"{name}.yml")]
+    if extra:
+        argv += ["-e", json.dumps(extra)]
+    t0 = time.perf_counter()
+    proc = sh(argv, check=check, timeout=1800)
+    seconds = time.perf_counter() - t0
+    totals = {"ok": 0, "changed": 0, "failed": 0}
+    for key, value in re.findall(r"\b(ok|changed|failed)=(\d+)", proc.stdout.split("PLAY RECAP")[-1]):
+        totals[key] += int(value)
+    return PlaybookRun(round(seconds, 2), totals["changed"], totals["ok"], totals["failed"], proc.stdout)
+
+
+class Testbed:
+    """The bench's testbed: up, deploy, API access, machine kill/restore, down."""
+
+    def __init__(self) -> None:
+        self.probe = load_probe()
+        self._password: str | None = None
+
+    # -- lifecycle -----------------------------------------------------------------------
+    def up(self) -> float:
+        t0 = time.perf_counter()
+        sh([sys.executable, "testbed/testbed.py", "down", TESTBED])
+        say("testbed: creating 9 machines (ha layout, MariaDB, NFS)")
+        sh([sys.executable, "testbed/testbed.py", "up", TESTBED, "--layout", "ha", "--db", "mariadb", "--nfs"])
+        sh([sys.executable, "testbed/testbed.py", "load", TESTBED, *IMAGES])
+        return round(time.perf_counter() - t0, 2)
+
+    def down(self) -> None:
+        sh([sys.executable, "testbed/testbed.py", "down", TESTBED], check=False)
+
+    # -- API -------------------------------------------------------------------------------
+    @property
+    def password(self) -> str:
+        if self._password is None:
+            self._password = (INVENTORY / ".secrets" / "admin_password").read_text().strip()
+        return self._password
+
+    def api_urls(self) -> list[str]:
+        return [f"https://{addr}:9090" for addr in WEBAPPS.values()]
+
+    def apis(self) -> Any:
+        """A client of every webapp (the drill's: a request fails only when every webapp fails it)."""
+        return self.probe.Apis([self.probe.Api(u, "admin", self.password, None, True, None, 5.0)
+                                for u in self.api_urls()])
+
+    def probe_env(self) -> dict[str, str]:
+        return {**_env(), "WABIZ_DRILL_PASSWORD": self.password}
+
+    def support(self, apis: Any) -> dict[str, Any]:
+        status, body, _ = apis.call("GET", "/v1/support", timeout=3)
+        return (body.get("support") or {}) if status == 200 else {}
+
+    def owners(self, apis: Any) -> dict[int, str]:
+        """Shard id -> owning node id, from the webapp's support view."""
+        out = {}
+        for node, info in (self.support(apis).get("nodes") or {}).items():
+            for shard in info.get("shards") or []:
+                out[int(shard)] = node
+        return out
+
+    def wait_healthy(self, coreapps: int = 3, timeout: float = 240) -> float:
+        """Wait until every master and coreapp answers /v1/health and each shard has an owner;
+        return the seconds waited."""
+        t0 = time.perf_counter()
+        deadline = time.time() + timeout
+        last = ""
+        apis = None
+        while time.time() < deadline:
+            try:
+                apis = apis or self.apis()
+                status, body, _ = apis.call("GET", "/v1/health", timeout=5)
+                health = body.get("health") or {}
+                up = [n for n, h in health.items() if not h.get("errors")]
+                cores = [n for n in up if health[n].get("role") == "coreapp"]
+                masters = [n for n in up if str(health[n].get("role")).endswith("_master")]
+                support = self.support(apis)
+                owned = sum(len(i.get("shards") or []) for i in (support.get("nodes") or {}).values())
+                last = f"{len(up)} nodes up ({len(masters)} masters), {owned}/{support.get('shards')} shards owned"
+                primary = any(health[n].get("role") == "primary_master" for n in up)
+                if status == 200 and primary and len(masters) >= 2 and len(cores) >= coreapps and owned and owned == support.get("shards"):
+                    return round(time.perf_counter() - t0, 2)
+            except SystemExit as exc:  # the probe's login raises SystemExit while webapps start
+                last = str(exc)
+                apis = None
+            time.sleep(1)
+        raise RuntimeError(f"the testbed cluster was not healthy after {timeout} s: {last}")
+
+    # -- machines --------------------------------------------------------------------------
+    def host_of(self, node_id: str) -> str:
+        address = node_id.rsplit(":", 1)[0]
+        return next(h for h, a in ADDRESSES.items() if a == address)
+
+    def kill_machine(self, host: str) -> float:
+        """SIGKILL the whole machine (the testbed container); return when it happened (epoch)."""
+        t = time.time()
+        sh(["docker", "kill", machine(host)])
+        return t
+
+    def start_machine(self, host: str) -> None:
+        sh(["docker", "start", machine(host)])
+
+    def compose_projects(self) -> dict[str, dict[str, str]]:
+        """Per node host, the compose project site.yml started: name, working dir, files."""
+        def one(host: str) -> tuple[str, dict[str, str]]:
+            out = sh(["docker", "exec", machine(host), "docker", "ps", "-a", "--format",
+                      '{{.Label "com.docker.compose.project"}}|{{.Label "com.docker.compose.project.working_dir"}}|'
+                      '{{.Label "com.docker.compose.project.config_files"}}']).stdout.split()
+            name, workdir, files = out[0].split("|")
+            return host, {"project": name, "workdir": workdir, "files": files}
+        with ThreadPoolExecutor(len(NODE_HOSTS)) as pool:
+            return dict(pool.map(one, NODE_HOSTS))
+
+    def compose_all(self, projects: dict[str, dict[str, str]], *args: str) -> float:
+        """``docker compose ARGS`` of each host's project on every host at once; the wall time."""
+        def one(host: str) -> None:
+            p = projects[host]
+            cmd = ["docker", "exec", "-w", p["workdir"], "-e", f"EXTERNAL_HOSTNAME={ADDRESSES[host]}",
+                   "-e", "WA_API_VERSION=2.53.2", machine(host), "docker", "compose", "-p", p["project"]]
+            for f in p["files"].split(","):
+                cmd += ["-f", f]
+            sh(cmd + list(args))
+        t0 = time.perf_counter()
+        with ThreadPoolExecutor(len(projects)) as pool:
+            list(pool.map(one, projects))
+        return round(time.perf_counter() - t0, 2)

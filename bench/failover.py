@@ -1,0 +1,118 @@
+"""Failover downtime: rounds of SIGKILL of the shard owner's machine on the testbed.
+
+Each round a client sends messages through both webapps without pause (the drill's client,
+playbooks/files/drill_probe.py) while the benchmark kills the whole machine of the coreapp that
+owns the shard. Downtime is what the client saw: from the first failed request after the kill
+to the end of the first successful one after it. The killed machine is started again and the
+cluster must be whole before the next round.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from .cluster import ROOT, Testbed
+from .common import cdf_points, distribution, pyplot, results_dir, save_figure, say
+
+PROBE = ROOT / "playbooks" / "files" / "drill_probe.py"
+WARMUP_S = 3.0
+STOP_AFTER_RECOVERY_S = 4.0
+
+
+def one_round(bed: Testbed, k: int, workdir: Path) -> dict[str, Any]:
+    """Kill the owner's machine once; the drill's figures for this round."""
+    apis = bed.apis()
+    owners = bed.owners(apis)
+    if not owners:
+        raise RuntimeError("no shard has an owner before the round")
+    shard, node = sorted(owners.items())[0]
+    host = bed.host_of(node)
+    record_path = workdir / f"round{k:02d}.record.json"
+    _status, body, _ = apis.call("GET", "/v1/settings/application")
+    app = (body.get("settings") or {}).get("application", {})
+    bound = float(app.get("unhealthy_interval", 30)) + float(app.get("heartbeat_interval", 5))
+    cap = 2 * bound + 40
+    client = subprocess.Popen(
+        [sys.executable, str(PROBE), "run", "--insecure", "--duration", str(cap), "--stop-after-recovery",
+         str(STOP_AFTER_RECOVERY_S), "--out", str(record_path), *[f"--api={u}" for u in bed.api_urls()]],
+        env=bed.probe_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        time.sleep(WARMUP_S)
+        fault_at = bed.kill_machine(host)
+        _out, err = client.communicate(timeout=cap + 180)
+    finally:
+        if client.poll() is None:
+            client.kill()
+    if client.returncode != 0:
+        raise RuntimeError(f"the drill client failed: {err[-2000:]}")
+    record = json.loads(record_path.read_text())
+    report = bed.probe.analyze_record(record, fault_at, bound)
+    bed.start_machine(host)
+    back = bed.wait_healthy()
+    result = {
+        "round": k, "killed": host, "shard": shard, "previous_owner": node,
+        "new_owner": (report["owner_changes"].get(str(shard)) or {}).get("owner"),
+        "downtime_s": report["downtime_s"], "recovered": report["recovered"], "requests": report["requests"],
+        "failed": report["failed"], "lost": len(report["lost"]), "double_owner_moments": len(report["double_owner_moments"]),
+        "owner_seen_moved_after_s": (report["owner_changes"].get(str(shard)) or {}).get("after_fault"),
+        "max_poll_gap_s": report["max_poll_gap_s"], "restore_s": back,
+    }
+    say(f"round {k}: killed {host}, downtime {result['downtime_s']} s, {result['requests']} requests, "
+        f"{result['failed']} failed, {result['lost']} lost; whole again after {back} s")
+    return result
+
+
+def run(bed: Testbed, rounds: int, label: str) -> dict[str, Any]:
+    """``rounds`` kills with the timers the cluster runs now; downtime distribution and checks."""
+    apis = bed.apis()
+    _status, body, _ = apis.call("GET", "/v1/settings/application")
+    app = (body.get("settings") or {}).get("application", {})
+    hb, unhealthy = float(app["heartbeat_interval"]), float(app["unhealthy_interval"])
+    workdir = results_dir() / f"failover-{label}"
+    workdir.mkdir(exist_ok=True)
+    say(f"failover ({label}): {rounds} rounds, heartbeat {hb} s, unhealthy {unhealthy} s")
+    results = [one_round(bed, k + 1, workdir) for k in range(rounds)]
+    downs = [r["downtime_s"] for r in results if r["downtime_s"] is not None]
+    bound = unhealthy + hb
+    problems = [f"round {r['round']}: {what}" for r in results for what, bad in (
+        ("no recovery", not r["recovered"]), (f"{r['lost']} acknowledged messages lost", r["lost"]),
+        (f"{r['double_owner_moments']} moments with two owners", r["double_owner_moments"]),
+        ("no spare took over", r["new_owner"] is None and r["downtime_s"])) if bad]
+    return {"label": label, "heartbeat_interval_s": hb, "unhealthy_interval_s": unhealthy, "bound_s": bound,
+            "rounds": results, "downtime_s": distribution(downs, 3),
+            "within_bound": sum(1 for d in downs if d <= bound), "requests": sum(r["requests"] for r in results),
+            "failed": sum(r["failed"] for r in results), "lost": sum(r["lost"] for r in results),
+            "problems": problems}
+
+
+def plot(results: list[dict[str, Any]], name: str = "failover") -> Path:
+    """CDF of the downtime per timer set, each with its bound; and the rounds in order."""
+    plt = pyplot()
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(12, 4.5), gridspec_kw={"width_ratios": [3, 2]})
+    for i, res in enumerate(results):
+        downs = [r["downtime_s"] for r in res["rounds"] if r["downtime_s"] is not None]
+        if not downs:
+            continue
+        color = plt.cm.tab10(i)
+        x, y = cdf_points(downs)
+        d = res["downtime_s"]
+        ax1.step(x, y, where="post", color=color, label=f"{res['label']}: p50 {d['p50']} s, p99 {d['p99']} s (n={d['n']})")
+        ax1.axvline(res["bound_s"], color=color, linestyle="--", linewidth=1)
+        ax1.text(res["bound_s"], 0.03 + 0.08 * i, f" unhealthy+heartbeat {res['bound_s']:g} s", color=color, fontsize=8)
+        ax2.plot([r["round"] for r in res["rounds"]], [r["downtime_s"] for r in res["rounds"]], "o-", color=color,
+                 label=res["label"])
+        ax2.axhline(res["bound_s"], color=color, linestyle="--", linewidth=1)
+    ax1.set_xlabel("client-seen downtime (s)")
+    ax1.set_ylabel("fraction of rounds")
+    ax1.set_ylim(0, 1.02)
+    ax1.legend(loc="lower right", fontsize=8)
+    ax1.set_title("failover downtime, SIGKILL of the owner's machine")
+    ax2.set_xlabel("round")
+    ax2.set_ylabel("downtime (s)")
+    ax2.set_title("rounds in order (dashed: bound)")
+    return save_figure(fig, name)
