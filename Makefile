@@ -16,12 +16,14 @@ PYTEST := $(PY) -m pytest -p no:cacheprovider
 
 .PHONY: help run test deps images collection lint sanity units integration integration-standin \
         integration-modules integration-cluster-modules testbed-smoke package roles molecule test-full \
-        dbservers dbservers-stop testbed-down clean lock
+        dbservers dbservers-stop testbed-down clean lock bench bench-quick
 
 help:
 	@echo "make run     - install what is missing, build the images, bring up the local cluster"
 	@echo "make test    - install what is missing and run every test stage (what CI runs)"
-	@echo "stages: lint sanity units integration testbed-smoke; also: images collection clean"
+	@echo "stages: lint sanity units integration testbed-smoke roles molecule bench-quick"
+	@echo "make bench  - the benchmarks (about an hour): JSON and PNG files in .build/bench"
+	@echo "also: images collection test-full testbed-down clean"
 
 deps:
 	@bash scripts/bootstrap.sh
@@ -35,7 +37,7 @@ run: deps images
 # --- test stages, in the order CI runs them ---------------------------------------------------
 test: deps
 	@rm -f .build/stage-times.tsv
-	@$(MAKE) --no-print-directory lint sanity units package images integration testbed-smoke roles molecule
+	@$(MAKE) --no-print-directory lint sanity units package images integration testbed-smoke roles molecule bench-quick
 	@echo; echo "stage times (s):"; column -t .build/stage-times.tsv
 
 lint: deps
@@ -92,6 +94,16 @@ molecule: images
 # Everything make test runs, plus the slow molecule scenarios.
 test-full: test
 	@$(MAKE) --no-print-directory molecule MOLECULE_SCENARIOS=upgrade
+
+# Benchmarks (bench/): failover downtime with tuned and default timers, planned switchover, deploy
+# cost, health-check latency, message GC. JSON and PNG files go to .build/bench (WABIZ_BENCH_DIR).
+# Not part of make test; bench-quick (one round of each, small sizes) is, so they keep working.
+bench: images dbservers
+	@$(STAGE) bench $(PY) -m bench $(BENCH_ARGS)
+
+bench-quick: images dbservers
+	@$(STAGE) bench-logic $(PYTEST) tests/bench -q
+	@WABIZ_BENCH_DIR=$(CURDIR)/.build/bench-quick $(STAGE) bench-quick $(PY) -m bench --quick
 
 testbed-smoke: images
 	@$(STAGE) testbed-smoke $(PYTEST) tests/testbed -q
