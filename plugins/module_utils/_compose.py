@@ -590,14 +590,20 @@ def run_compose_stack(module):
         from ansible.module_utils.basic import missing_required_lib
         module.fail_json(msg=missing_required_lib("docker (the Docker SDK for Python)"), exception=DOCKER_IMP_ERR)
     src = p["project_src"]
+    files = [f if os.path.isabs(f) else os.path.join(src, f) for f in p["files"] or []]
+    missing = ([src] if not os.path.isdir(src) else []) + [f for f in files if not os.path.isfile(f)]
+    if missing and module.check_mode and p["state"] in ("present", "restarted"):
+        # A dry run on a fresh host: the earlier tasks that write these did not run. The stack
+        # would be started, but what exactly it would do cannot be read without the files.
+        module.warn("check mode: %s does not exist yet (an earlier task writes it); the stack is "
+                    "reported as to be started without a plan." % ", ".join(missing))
+        result.update(changed=True, actions=[_action("create", "*", detail="compose files not written yet")])
+        return result
     if not os.path.isdir(src):
         module.fail_json(msg="project_src: %s is not a directory." % src, **result)
-    files = []
-    for f in p["files"] or []:
-        full = f if os.path.isabs(f) else os.path.join(src, f)
+    for full in files:
         if not os.path.isfile(full):
             module.fail_json(msg="files: %s does not exist." % full, **result)
-        files.append(full)
     project = p["project_name"] or normalize_project_name(os.path.basename(os.path.abspath(src)))
     if not project or normalize_project_name(project) != project:
         module.fail_json(msg="project_name: %r is not a valid compose project name (lower-case letters, digits, "

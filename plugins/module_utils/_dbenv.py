@@ -220,8 +220,11 @@ def run_db_env(module):
     result = {"changed": False, "path": path, "changed_keys": [], "variables": {}}
     if os.path.isdir(path):
         _fail(module, "path: %s is a directory; give the path of the db.env file." % path, **result)
-    if not os.path.isdir(os.path.dirname(os.path.abspath(path))):
-        _fail(module, "path: the directory of %s does not exist." % path, **result)
+    # In check mode a missing directory is what an earlier (also unrun) task would create: report
+    # the file as to be written instead of failing a dry run on a fresh host.
+    if not os.path.isdir(os.path.dirname(os.path.abspath(path))) and not module.check_mode:
+        _fail(module, "path: the directory of %s does not exist; create it first (ansible.builtin.file "
+                      "state=directory)." % path, **result)
     try:
         current_text = _files.read_text(path)
     except (IOError, OSError, UnicodeError) as exc:

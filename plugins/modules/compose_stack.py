@@ -33,7 +33,10 @@ extends_documentation_fragment:
 attributes:
   check_mode:
     support: full
-    details: Reads the configuration and the Docker state, and returns the predicted RV(actions); runs no compose command that changes anything.
+    details:
+      - Reads the configuration and the Docker state, and returns the predicted RV(actions); runs no compose command that changes anything.
+      - When O(project_src) or a file in O(files) does not exist yet (a dry run on a fresh host, where an earlier task would write them),
+        it warns and reports one C(create) action for every service (C(service=*)) with RV(changed=true) instead of failing.
   diff_mode:
     support: full
     details: One line per container (state, image, config hash) before and after.
