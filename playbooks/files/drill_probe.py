@@ -185,6 +185,7 @@ def plan(args: argparse.Namespace) -> int:
         ids = sorted(n for n, i in nodes.items() if i.get("role") in ("primary_master", "secondary_master"))
     if not ids:
         raise SystemExit(f"no target for {args.fault}: the cluster shows {nodes}")
+
     def where(n: str) -> dict[str, str]:
         return {"node": n, "address": n.rsplit(":", 1)[0], "container": n.rsplit(":", 1)[1]}
 

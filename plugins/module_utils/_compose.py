@@ -468,12 +468,15 @@ def not_ready(inspected):
     return "is %s (exit code %s)" % (status, state.get("ExitCode")), True
 
 
-def wait_until_up(docker_state, project, scope, timeout, sleep=time.sleep, clock=time.time):
-    """Wait until every container of ``scope`` runs (and is healthy where it has a healthcheck).
+def wait_until_up(docker_state, project, scope, timeout, sleep=time.sleep, clock=time.time, settle=2):
+    """Wait until every container of ``scope`` runs (and is healthy where it has a healthcheck),
+    and has kept doing so for ``settle`` seconds: a process that dies just after its start is
+    seen running at first.
 
     Raises ComposeError naming the first container that did not come up, with its log tail.
     """
     deadline = clock() + timeout
+    ready_since = None
     while True:
         snap = docker_state.snapshot(project)
         pending = []
@@ -486,7 +489,11 @@ def wait_until_up(docker_state, project, scope, timeout, sleep=time.sleep, clock
         missing = sorted(set(scope) - set(r["service"] for r in snap["containers"].values()))
         hopeless = [p for p in pending if not p[2]]
         if not pending and not missing:
-            return snap
+            ready_since = clock() if ready_since is None else ready_since
+            if clock() - ready_since >= settle:
+                return snap
+        else:
+            ready_since = None
         if hopeless or clock() >= deadline:
             if missing and not pending:
                 raise ComposeError("no container of service(s) %s appeared within %ss" % (", ".join(missing), timeout))

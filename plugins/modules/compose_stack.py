@@ -36,7 +36,7 @@ attributes:
     details:
       - Reads the configuration and the Docker state, and returns the predicted RV(actions); runs no compose command that changes anything.
       - When O(project_src) or a file in O(files) does not exist yet (a dry run on a fresh host, where an earlier task would write them),
-        it warns and reports one C(create) action for every service (C(service=*)) with RV(changed=true) instead of failing.
+        it warns and reports one C(create) action for every service (C(service=*)) with C(changed=true) instead of failing.
   diff_mode:
     support: full
     details: One line per container (state, image, config hash) before and after.

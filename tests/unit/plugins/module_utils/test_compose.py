@@ -387,7 +387,15 @@ def test_wait_returns_once_healthy():
     fake = FakeDocker([{"p-web-1": inspected("running", "starting")}, {"p-web-1": inspected("running", "healthy")}])
     clock = Clock()
     compose.wait_until_up(fake, "p", ["web"], 30, sleep=clock.sleep, clock=clock.time)
-    assert fake.polls == 2
+    assert fake.polls == 4  # healthy at 1 s, and still at 2 s and 3 s (the settle time)
+
+
+def test_wait_catches_a_container_that_dies_just_after_it_started():
+    fake = FakeDocker([{"p-web-1": inspected("running")}, {"p-web-1": inspected("exited", code=3)}])
+    clock = Clock()
+    with pytest.raises(compose.ComposeError) as err:
+        compose.wait_until_up(fake, "p", ["web"], 60, sleep=clock.sleep, clock=clock.time)
+    assert "exited with code 3" in err.value.msg
 
 
 def test_wait_timeout_names_the_container_and_its_log():
