@@ -57,7 +57,7 @@ def run_testbed(parts: list[str], args: argparse.Namespace, summary: dict[str, A
             fo.append(failover.run(bed, args.rounds, "tuned"))
         if "failover-default" in parts:
             say("failover-default: re-deploying with the product's default timers")
-            redeploy = playbook("site", {"wabiz_node_environment": DEFAULT_TIMERS})
+            redeploy = playbook("site", DEFAULT_TIMERS)
             bed.wait_healthy()
             res = failover.run(bed, args.rounds, "default")
             res["redeploy_s"] = redeploy.seconds

@@ -29,9 +29,10 @@ WEBAPPS = {"webapp1": "172.28.10.16", "webapp2": "172.28.10.17"}
 NODE_HOSTS = ["master1", "master2", "coreapp1", "coreapp2", "coreapp3", "webapp1", "webapp2"]
 ADDRESSES = {"master1": "172.28.10.11", "master2": "172.28.10.12", "coreapp1": "172.28.10.13",
              "coreapp2": "172.28.10.14", "coreapp3": "172.28.10.15", **WEBAPPS}
-# The testbed inventory's shortened timers; {} deploys the product defaults (heartbeat 5 s,
-# unhealthy 30 s, DB heartbeat 60 s, dead after 120 s, fence 5 s).
-DEFAULT_TIMERS: dict[str, Any] = {}
+# Extra vars that replace the testbed inventory's shortened timers with the product defaults
+# (heartbeat 5 s, unhealthy 30 s, DB heartbeat 60 s, dead after 120 s, fence 5 s).
+DEFAULT_TIMERS: dict[str, Any] = {"wabiz_node_environment": {}, "wabiz_heartbeat_interval": 5,
+                                  "wabiz_unhealthy_interval": 30}
 
 
 def load_probe() -> Any:

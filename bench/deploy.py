@@ -11,9 +11,8 @@ from .cluster import Testbed, playbook
 from .common import pyplot, save_figure, say
 
 
-def run(bed: Testbed, timers: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Measure on a testbed that was just brought up (nothing deployed yet)."""
-    extra = None if timers is None else {"wabiz_node_environment": timers}
+def run(bed: Testbed, extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Measure on a testbed that was just brought up (nothing deployed yet); ``extra``: extra vars."""
     say("deploy: site.yml on fresh machines")
     cold = playbook("site", extra)
     healthy_after_cold = bed.wait_healthy()
