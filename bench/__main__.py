@@ -28,11 +28,6 @@ ALL_PARTS = TESTBED_PARTS + LOCAL_PARTS
 QUICK_PARTS = ["deploy", "health", "switchover", "failover", "health-loopback", "gc"]
 
 
-def _testbed_db() -> dict[str, Any]:
-    return {"db_engine": "mysql", "db_host": "172.28.10.5", "db_port": 3306, "db_user": "whatsapp",
-            "db_password": (INVENTORY / ".secrets" / "db_password").read_text().strip()}
-
-
 def run_testbed(parts: list[str], args: argparse.Namespace, summary: dict[str, Any]) -> None:
     bed = Testbed()
     try:
@@ -42,26 +37,45 @@ def run_testbed(parts: list[str], args: argparse.Namespace, summary: dict[str, A
         write_json("deploy", res)
         deploy.plot(res)
         summary["deploy"] = res
-        if "health" in parts:
+        def part(name: str, fn: Any) -> None:
+            """One part; a failure is recorded and the next part still runs on the testbed."""
+            if name not in parts:
+                return
+            try:
+                fn()
+            except Exception as exc:  # any failure of a part is a finding to report
+                say(f"{name} FAILED: {exc}")
+                summary.setdefault("failed_parts", {})[name] = str(exc)[-2000:]
+
+        def health_part() -> None:
             from . import health
 
-            res = health.testbed(bed.api_urls()[0], bed.password, _testbed_db(), samples=args.health_samples)
-            summary["health_testbed"] = res
-        if "switchover" in parts:
+            summary["health_testbed"] = health.testbed(INVENTORY, samples=args.health_samples,
+                                                       e2e_runs=3 if args.quick else 10)
+
+        def switchover_part() -> None:
             res = switchover.run(bed, args.switchover_rounds)
             write_json("switchover", res)
             switchover.plot(res)
             summary["switchover"] = res
-        fo = []
-        if "failover" in parts:
-            fo.append(failover.run(bed, args.rounds, "tuned"))
-        if "failover-default" in parts:
+
+        fo: list[dict[str, Any]] = []
+
+        def failover_part() -> None:
+            fo.append(failover.run(bed, args.rounds, "tuned (heartbeat 2 s, unhealthy 10 s)", fence=3))
+
+        def failover_default_part() -> None:
             say("failover-default: re-deploying with the product's default timers")
             redeploy = playbook("site", DEFAULT_TIMERS)
             bed.wait_healthy()
-            res = failover.run(bed, args.rounds, "default")
+            res = failover.run(bed, args.rounds, "default (heartbeat 5 s, unhealthy 30 s)", fence=5)
             res["redeploy_s"] = redeploy.seconds
             fo.append(res)
+
+        part("health", health_part)
+        part("switchover", switchover_part)
+        part("failover", failover_part)
+        part("failover-default", failover_default_part)
         if fo:
             write_json("failover", {"timer_sets": fo})
             failover.plot(fo)
@@ -100,8 +114,8 @@ def main(argv: list[str] | None = None) -> int:
     if "health" in parts or "health-loopback" in parts:
         from . import health
 
-        found = {k: summary[k] for k in ("health_testbed", "health_loopback") if k in summary}
-        write_json("health", found)
+        found = {summary[k]["label"]: summary[k] for k in ("health_testbed", "health_loopback") if k in summary}
+        write_json("health", {"results": found})
         health.plot(found)
     if "gc" in parts:
         from . import gc
@@ -113,6 +127,7 @@ def main(argv: list[str] | None = None) -> int:
     summary["seconds"] = round(time.time() - started, 1)
     problems = [p for key in ("deploy", "switchover") for p in (summary.get(key) or {}).get("problems", [])]
     problems += [p for res in summary.get("failover", []) for p in res["problems"]]
+    problems += [f"{name} failed: {why.splitlines()[-1] if why else ''}" for name, why in summary.get("failed_parts", {}).items()]
     summary["problems"] = problems
     write_json("summary", summary)
     print(json.dumps({"seconds": summary["seconds"], "problems": problems}, indent=2))

