@@ -26,6 +26,7 @@ author:
 extends_documentation_fragment:
   - ansible.builtin.action_common_attributes
   - wabiz.cluster.api
+  - wabiz.cluster.cluster_db
 attributes:
   check_mode:
     support: full
@@ -56,6 +57,8 @@ options:
     default: {}
 notes:
   - Needs an admin login (O(api_password) or O(api_token)); an API key is not enough.
+  - The C(db_*) options are accepted and not used, so that this module takes the same
+    C(module_defaults) (C(group/wabiz.cluster.cluster)) as the cluster modules that read the database.
 seealso:
   - module: wabiz.cluster.failover_check
 """
@@ -105,6 +108,7 @@ failure_kind:
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.wabiz.cluster.plugins.module_utils._api import ApiError, WabizApi, api_argument_spec
+from ansible_collections.wabiz.cluster.plugins.module_utils._clusterdb import cluster_db_argument_spec
 
 
 def desired_values(params):
@@ -147,6 +151,7 @@ def read(api):
 
 def main():
     argument_spec = api_argument_spec()
+    argument_spec.update(cluster_db_argument_spec())  # accepted for the group's module_defaults, unused
     argument_spec.update(
         heartbeat_interval=dict(type="int"),
         unhealthy_interval=dict(type="int"),

@@ -143,6 +143,9 @@ def test_app_settings(mc: ModCluster, run) -> None:
 
     r = run("app_settings", mc.api(unhealthy_interval=7))
     assert r["changed"] is False and r["changes"] == {}
+    # The cluster group's module_defaults carry the db_* options too: accepted, not used.
+    r = run("app_settings", {**mc.api(unhealthy_interval=7), **mc.db})
+    assert not r.get("failed") and r["changed"] is False, r
 
     # With a token cache, later tasks reuse the token: one login (one new token row) for two runs.
     cache = mc.cert.parent / "tokens.json"
