@@ -21,11 +21,11 @@ import pytest
 from tests.cluster_modules.conftest import ROOT, make_cert
 
 sys.path.insert(0, str(ROOT / ".build" / "link"))
-from ansible_collections.wabiz.cluster.plugins.module_utils import _api  # noqa: E402
+from ansible_collections.wabiz.cluster.plugins.module_utils import _api
 
 
 class _Handler(http.server.BaseHTTPRequestHandler):
-    def do_GET(self) -> None:  # noqa: N802 (http.server's name)
+    def do_GET(self) -> None:
         body = json.dumps({"ok": True}).encode()
         self.send_response(200)
         self.send_header("Content-Type", "application/json")
