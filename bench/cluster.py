@@ -8,6 +8,7 @@ of that name and removes it at the end.
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import json
 import os
@@ -15,6 +16,7 @@ import re
 import subprocess
 import sys
 import time
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,7 +26,8 @@ from .common import ROOT, say
 
 INVENTORY = ROOT / "inventories" / "testbed"
 TESTBED = "testbed"
-IMAGES = [f"wabiz-standin/{kind}:v{version}" for version in ("2.53.2",) for kind in ("coreapp", "web")]
+IMAGES = ["wabiz-standin/coreapp:v2.53.2", "wabiz-standin/web:v2.53.2"]
+PROBE = ROOT / "playbooks" / "files" / "drill_probe.py"
 WEBAPPS = {"webapp1": "172.28.10.16", "webapp2": "172.28.10.17"}
 NODE_HOSTS = ["master1", "master2", "coreapp1", "coreapp2", "coreapp3", "webapp1", "webapp2"]
 ADDRESSES = {"master1": "172.28.10.11", "master2": "172.28.10.12", "coreapp1": "172.28.10.13",
@@ -37,7 +40,7 @@ DEFAULT_TIMERS: dict[str, Any] = {"wabiz_node_environment": {}, "wabiz_heartbeat
 
 def load_probe() -> Any:
     """playbooks/files/drill_probe.py (the drill's client) as a module."""
-    spec = importlib.util.spec_from_file_location("drill_probe", ROOT / "playbooks" / "files" / "drill_probe.py")
+    spec = importlib.util.spec_from_file_location("drill_probe", PROBE)
     assert spec and spec.loader
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
@@ -123,6 +126,27 @@ class Testbed:
 
     def probe_env(self) -> dict[str, str]:
         return {**_env(), "WABIZ_DRILL_PASSWORD": self.password}
+
+    @contextlib.contextmanager
+    def drill_client(self, record: Path, args: list[str], timeout: float) -> Iterator[Callable[[], dict[str, Any]]]:
+        """The drill's client (``drill_probe.py run ARGS``) sending through every webapp while the
+        block runs; the ``finish()`` it yields waits for the client and returns its record."""
+        client = subprocess.Popen(
+            [sys.executable, str(PROBE), "run", "--insecure", *args, "--out", str(record),
+             *[f"--api={u}" for u in self.api_urls()]],
+            env=self.probe_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+        def finish() -> dict[str, Any]:
+            _out, err = client.communicate(timeout=timeout)
+            if client.returncode != 0:
+                raise RuntimeError(f"the drill client failed: {err[-2000:]}")
+            return json.loads(record.read_text())
+
+        try:
+            yield finish
+        finally:
+            if client.poll() is None:
+                client.kill()
 
     def support(self, apis: Any) -> dict[str, Any]:
         status, body, _ = apis.call("GET", "/v1/support", timeout=3)

@@ -9,48 +9,31 @@ cluster must be whole before the next round.
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
-from .cluster import ROOT, Testbed
+from .cluster import Testbed
 from .common import cdf_points, distribution, pyplot, results_dir, save_figure, say
 
-PROBE = ROOT / "playbooks" / "files" / "drill_probe.py"
 WARMUP_S = 3.0
 STOP_AFTER_RECOVERY_S = 4.0
 
 
-def one_round(bed: Testbed, k: int, workdir: Path) -> dict[str, Any]:
+def one_round(bed: Testbed, k: int, workdir: Path, bound: float) -> dict[str, Any]:
     """Kill the owner's machine once; the drill's figures for this round."""
-    apis = bed.apis()
-    owners = bed.owners(apis)
+    owners = bed.owners(bed.apis())
     if not owners:
         raise RuntimeError("no shard has an owner before the round")
     shard, node = sorted(owners.items())[0]
     host = bed.host_of(node)
-    record_path = workdir / f"round{k:02d}.record.json"
-    _status, body, _ = apis.call("GET", "/v1/settings/application")
-    app = (body.get("settings") or {}).get("application", {})
-    bound = float(app.get("unhealthy_interval", 30)) + float(app.get("heartbeat_interval", 5))
     cap = 2 * bound + 40
-    client = subprocess.Popen(
-        [sys.executable, str(PROBE), "run", "--insecure", "--duration", str(cap), "--stop-after-recovery",
-         str(STOP_AFTER_RECOVERY_S), "--out", str(record_path), *[f"--api={u}" for u in bed.api_urls()]],
-        env=bed.probe_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
+    with bed.drill_client(workdir / f"round{k:02d}.record.json",
+                          ["--duration", str(cap), "--stop-after-recovery", str(STOP_AFTER_RECOVERY_S)],
+                          timeout=cap + 180) as finish:
         time.sleep(WARMUP_S)
         fault_at = bed.kill_machine(host)
-        _out, err = client.communicate(timeout=cap + 180)
-    finally:
-        if client.poll() is None:
-            client.kill()
-    if client.returncode != 0:
-        raise RuntimeError(f"the drill client failed: {err[-2000:]}")
-    record = json.loads(record_path.read_text())
+        record = finish()
     report = bed.probe.analyze_record(record, fault_at, bound)
     bed.start_machine(host)
     back = bed.wait_healthy()
@@ -77,9 +60,9 @@ def run(bed: Testbed, rounds: int, label: str, fence: float) -> dict[str, Any]:
     workdir = results_dir() / f"failover-{label}"
     workdir.mkdir(exist_ok=True)
     say(f"failover ({label}): {rounds} rounds, heartbeat {hb} s, unhealthy {unhealthy} s")
-    results = [one_round(bed, k + 1, workdir) for k in range(rounds)]
-    downs = [r["downtime_s"] for r in results if r["downtime_s"] is not None]
     bound = unhealthy + hb
+    results = [one_round(bed, k + 1, workdir, bound) for k in range(rounds)]
+    downs = [r["downtime_s"] for r in results if r["downtime_s"] is not None]
     problems = [f"round {r['round']}: {what}" for r in results for what, bad in (
         ("no recovery", not r["recovered"]), (f"{r['lost']} acknowledged messages lost", r["lost"]),
         (f"{r['double_owner_moments']} moments with two owners", r["double_owner_moments"]),

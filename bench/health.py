@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import importlib
+import json
 import os
 import shutil
 import sys
@@ -34,6 +35,7 @@ from types import ModuleType
 from typing import Any
 from unittest import mock
 
+from bench.cluster import sh
 from bench.common import ROOT, cdf_points, distribution, pyplot, results_dir, save_figure, say, write_json
 from tests.cluster_modules.conftest import PASSWORD, ModCluster, Runner, make_cert
 from tests.standin.harness import FAST_TIMERS, Cluster, wait_for
@@ -356,8 +358,6 @@ def testbed(inventory: Path, samples: int = 100, e2e_runs: int = 10) -> dict[str
     """failover_check on the running testbed, from its first webapp host as health.yml runs it
     (the cluster database admits only cluster hosts): ``samples`` checks in one play, timed by
     the module itself (``elapsed``), and ``e2e_runs`` whole ``ansible-playbook`` runs of one check."""
-    from bench.cluster import sh
-
     started = time.monotonic()
 
     def play(n: int, tmp: Path) -> tuple[float, list[dict[str, Any]]]:
@@ -366,8 +366,6 @@ def testbed(inventory: Path, samples: int = 100, e2e_runs: int = 10) -> dict[str
         t0 = time.perf_counter()
         sh(["ansible-playbook", "-i", str(inventory), str(book)])
         took = time.perf_counter() - t0
-        import json
-
         checks = json.loads(out.read_text())
         bad = [c for c in checks if c.get("healthy") is not True]
         if bad:

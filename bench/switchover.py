@@ -4,18 +4,13 @@ messages, and the ownerless time the module reports."""
 
 from __future__ import annotations
 
-import json
 import re
-import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
-from .cluster import ROOT, Testbed, playbook
+from .cluster import Testbed, playbook
 from .common import distribution, pyplot, results_dir, save_figure, say
-
-PROBE = ROOT / "playbooks" / "files" / "drill_probe.py"
 
 
 def _longest_gap(requests: list[dict[str, Any]], start: float, end: float) -> float:
@@ -34,27 +29,17 @@ def one_round(bed: Testbed, k: int, workdir: Path) -> dict[str, Any]:
     if not spares:
         raise RuntimeError("no spare coreapp to move the shard to")
     target = spares[0]
-    record_path = workdir / f"round{k:02d}.record.json"
     stop = workdir / f"round{k:02d}.stop"
     stop.unlink(missing_ok=True)
-    client = subprocess.Popen(
-        [sys.executable, str(PROBE), "run", "--insecure", "--duration", "300", "--stop-file", str(stop),
-         "--out", str(record_path), *[f"--api={u}" for u in bed.api_urls()]],
-        env=bed.probe_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
+    with bed.drill_client(workdir / f"round{k:02d}.record.json", ["--duration", "300", "--stop-file", str(stop)],
+                          timeout=240) as finish:
         time.sleep(3)
         started = time.time()
         move = playbook("switchover", {"shard": shard, "to": target})
         ended = time.time()
         time.sleep(3)
         stop.touch()
-        _out, err = client.communicate(timeout=240)
-    finally:
-        if client.poll() is None:
-            client.kill()
-    if client.returncode != 0:
-        raise RuntimeError(f"the drill client failed: {err[-2000:]}")
-    record = json.loads(record_path.read_text())
+        record = finish()
     window = [r for r in record["requests"] if started <= r["t"] <= ended]
     ownerless = re.search(r"ownerless for ([0-9.]+) s", move.output)
     after = bed.owners(bed.apis()).get(shard)
