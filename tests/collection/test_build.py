@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import tarfile
 from pathlib import Path
 
 import pytest
+import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -32,7 +34,7 @@ def test_tarball_holds_the_collection_and_no_build_output(tarball):
     assert "galaxy.yml" not in names and "MANIFEST.json" in names
     assert "meta/runtime.yml" in names and "README.md" in names
     assert not [n for n in names if "/.secrets" in n], "generated secrets leaked into the tarball"
-    for excluded in (".venv/", ".build/", "tests/", "standin/", "images/", "testbed/", ".git/"):
+    for excluded in (".venv/", ".build/", "tests/", "standin/", "images/", "testbed/", ".git/", "docs/bench/"):
         assert not [n for n in names if n.startswith(excluded)], f"{excluded} leaked into the tarball"
 
 
@@ -46,6 +48,32 @@ def test_installs_offline_into_an_empty_path_and_lists_its_modules(tarball, tmp_
     installed = dest / "ansible_collections" / "wabiz" / "cluster"
     assert (installed / "MANIFEST.json").is_file()
     res = _run("ansible-doc", "-t", "module", "-l", "wabiz.cluster", "--json", env=env, cwd=tmp_path)
-    listed = {name.split(".")[-1] for name in __import__("json").loads(res.stdout)}
+    listed = {name.split(".")[-1] for name in json.loads(res.stdout)}
     shipped = {p.stem for p in (ROOT / "plugins" / "modules").glob("*.py") if p.stem != "__init__"}
     assert listed == shipped
+
+
+def test_tarball_carries_what_adopters_and_ansible_builder_read(tarball):
+    """Licence, dependency lists and the execution-environment metadata ship; benchmark data does not."""
+    with tarfile.open(tarball) as tf:
+        names = set(tf.getnames())
+        ee = yaml.safe_load(tf.extractfile("meta/execution-environment.yml"))
+        manifest = json.load(tf.extractfile("MANIFEST.json"))
+        sizes = {m.name: m.size for m in tf.getmembers() if m.isfile()}
+    for name in ("LICENSE", "requirements.yml", "bindep.txt", "meta/ee-requirements.txt"):
+        assert name in names, f"{name} is missing from the tarball"
+    # ansible-builder resolves these relative to the collection root: they must be inside it.
+    for kind in ("python", "system"):
+        assert ee["dependencies"][kind] in names, f"execution-environment {kind} file not shipped"
+    assert "GNU GENERAL PUBLIC LICENSE" in (ROOT / "LICENSE").read_text()
+    # The benchmark evidence stays in the repository: the tarball is the collection alone.
+    assert not [n for n in names if n.endswith((".png", ".json")) and n.startswith("docs/")]
+    assert sum(sizes.values()) < 1_000_000, f"tarball content is {sum(sizes.values())} bytes"
+    deps = manifest["collection_info"]["dependencies"]
+    assert deps["community.postgresql"].startswith(">=3.13")  # postgresql_alter_system
+
+
+def test_requirements_yml_matches_galaxy_dependencies():
+    galaxy = yaml.safe_load((ROOT / "galaxy.yml").read_text())["dependencies"]
+    listed = {c["name"]: c["version"] for c in yaml.safe_load((ROOT / "requirements.yml").read_text())["collections"]}
+    assert listed == galaxy
