@@ -45,6 +45,7 @@ lint: deps
 	@$(STAGE) shellcheck shellcheck scripts/*.sh images/*/entrypoint images/host/host-init images/base/build-rootfs.sh .ci/run
 	@$(STAGE) yamllint yamllint -s .
 	@$(STAGE) ansible-lint ansible-lint --offline -q
+	@$(STAGE) role-docs $(PY) scripts/role_docs.py --check
 
 collection: deps
 	@scripts/stage-collection.sh >/dev/null
