@@ -12,9 +12,12 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import grp
+import ipaddress
 import os
 import pwd
 import re
+import stat
+import unicodedata
 
 from ansible_collections.wabiz.cluster.plugins.module_utils import _dbcheck, _files
 
@@ -35,50 +38,142 @@ KEYS = (
     "WA_DB_CONNECTION_IDLE_TIMEOUT",
 )
 SECRET_KEYS = frozenset(["WA_DB_PASSWORD"])
+# Parts of a variable name that make its value a secret (for names db_env does not manage).
+SECRET_NAME_PARTS = ("PASSWORD", "PASS", "SECRET", "TOKEN", "KEY")
 MASK = "********"
+# What a diff shows in place of a line of an existing file that db_env does not manage (comments,
+# other variables, anything else): such lines may hold secrets, and a write drops them anyway.
+HIDDEN_LINE = "# " + MASK + " (a line db_env does not manage: hidden, and dropped when the file is written)"
+# What a diff or ``variables`` shows in place of a managed, non-secret value that db_env would
+# refuse as input (a hand-edited file): it could hold anything, an inline comment for instance.
+HIDDEN_VALUE = MASK + " (hidden: not a value db_env would write)"
 
 HEADER = "# Managed by wabiz.cluster.db_env: database settings of the WhatsApp Business API client.\n"
 
-_HOSTNAME_RE = re.compile(r"^(?=.{1,253}$)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
-                          r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*\.?$")
-_IPV4_RE = re.compile(r"^(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})$")
-_IPV6_RE = re.compile(r"^[0-9A-Fa-f:.]+$")
+# Host names (RFC 1123 labels, ASCII only); used with fullmatch, so no anchors and no trailing newline.
+_HOSTNAME_RE = re.compile(r"(?=.{1,253}\Z)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+                          r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*\.?")
+_DIGITS_AND_DOTS_RE = re.compile(r"[0-9.]+")
 # MySQL and PostgreSQL identifiers: the prefix starts every database name the client creates.
-_PREFIX_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_PREFIX_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 PREFIX_MAX = 32  # leaves room for the client's own suffix within MySQL's 64-character limit
 USERNAME_MAX = 63  # PostgreSQL's NAMEDATALEN - 1 (MySQL/MariaDB allow 80 / 128)
 # Characters that the two compose versions read differently in an env_file (interpolation,
-# quoting, comments, line structure): refusing them keeps the file meaning the same everywhere.
-_UNSAFE_VALUE_CHARS = set("$\"'`\\\n\r\x00")
+# quoting): refusing them keeps the file meaning the same everywhere.
+_UNSAFE_VALUE_CHARS = frozenset("$\"'`\\")
+# Everything str.splitlines() splits on. The file is read and written with "\n" lines only, but
+# tools (ansible's diff output among them) split on all of these, so no value may hold one.
+LINE_BREAKS = frozenset("\n\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029")
+# Octal file modes, as a string: 3 digits, or 4 with a leading 0 (no setuid, setgid or sticky bit).
+_MODE_RE = re.compile(r"0?[0-7]{3}")
+DEFAULT_MODE = 0o600
+# The file holds the database password: the owner may do anything, the group may at most read it
+# (only when asked for explicitly), others get nothing.
+_MODE_ALLOWED_BITS = 0o740
+CONNECT_TIMEOUT_MAX = 3600
 
 
 class DbEnvError(ValueError):
     """Bad input: the message names the option and what is wrong with it."""
 
 
+def is_secret_key(key):
+    """True for the password variable and for any name that looks like it holds a secret."""
+    upper = key.upper()
+    return key in SECRET_KEYS or any(part in upper for part in SECRET_NAME_PARTS)
+
+
 def valid_hostname(value):
-    if _IPV4_RE.match(value):
-        return all(0 <= int(p) <= 255 for p in value.split("."))
+    """A host name (RFC 1123) or an IPv4 / IPv6 address (no zone index, no brackets)."""
+    if not isinstance(value, str) or not value:
+        return False
     if ":" in value:
-        return bool(_IPV6_RE.match(value)) and value.count(":") >= 2
-    if value.replace(".", "").isdigit():
-        return False  # looks like a broken IPv4 address, not a name
-    return bool(_HOSTNAME_RE.match(value))
+        if "%" in value:
+            return False  # a zone index ('fe80::1%eth0') means nothing inside a container
+        try:
+            ipaddress.IPv6Address(value)
+        except ValueError:  # '::::', '1:2', '[::1]'
+            return False
+        return True
+    if _DIGITS_AND_DOTS_RE.fullmatch(value):
+        # Only a dotted quad without leading zeros: '010.0.0.1' or '10.1' mean other addresses to
+        # inet_aton (octal, short forms) than they seem to, and are no host names either.
+        parts = value.split(".")
+        if len(parts) != 4 or any(p != "0" and (not p or p.startswith("0")) for p in parts):
+            return False
+        try:
+            ipaddress.IPv4Address(value)
+        except ValueError:
+            return False
+        return True
+    return bool(_HOSTNAME_RE.fullmatch(value))
+
+
+def value_problem(value):
+    """Why ``value`` cannot be written as an env-file value that compose v1 and v2 read the same,
+    or None. The sentence describes the characters, never shows the value."""
+    bad = sorted(set(value) & _UNSAFE_VALUE_CHARS)
+    if bad:
+        return ("contains %s; compose v1 and v2 read these differently in an env file (interpolation, "
+                "quoting), so the client could see another value. Choose one without them"
+                % ", ".join(repr(c) for c in bad))
+    breaks = sorted(set(value) & LINE_BREAKS)
+    if breaks:
+        return ("contains a line break (%s; str.splitlines and so ansible's diff split on it too); an env "
+                "file holds one variable per line, so the value would be cut there. Choose one without line "
+                "breaks" % ", ".join(repr(c) for c in breaks))
+    controls = sorted(set(c for c in value if unicodedata.category(c) in ("Cc", "Zl", "Zp")))
+    if controls:
+        return ("contains control characters (%s), which an env file cannot carry reliably. Choose one "
+                "without them" % ", ".join(repr(c) for c in controls))
+    for i, c in enumerate(value):
+        if c == "#" and i > 0 and value[i - 1].isspace():
+            return ("contains '#' after whitespace, which compose v1 and v2 read as the start of an inline "
+                    "comment, cutting the value there. Choose one without whitespace before '#'")
+    if value != value.strip():
+        return "starts or ends with whitespace, which env files drop. Remove it"
+    return None
 
 
 def _check_value(option, value, secret=False):
-    shown = "the value" if secret else repr(value)
-    bad = sorted(set(value) & _UNSAFE_VALUE_CHARS)
-    if bad:
-        names = ", ".join(repr(c) for c in bad)
+    problem = value_problem(value)
+    if problem:
+        shown = "the value" if secret else repr(value)
+        raise DbEnvError("%s: %s %s%s." % (option, shown, problem,
+                                            " (and set the same on the database server)" if secret else ""))
+
+
+def parse_mode(value):
+    """The ``mode`` option as an int, or DbEnvError. Only an octal string is accepted: a YAML
+    number (``mode: 644`` or ``mode: 0600`` unquoted) is already some other number by the time the
+    module sees it, and modes that let others read or write the password file are refused."""
+    if value is None:
+        return DEFAULT_MODE
+    if isinstance(value, (bool, int, float)):
         raise DbEnvError(
-            "%s: %s contains %s; compose v1 and v2 read these differently in an env file "
-            "(interpolation, quoting, line breaks), so the client could see another value. "
-            "Choose one without them." % (option, shown, names))
-    if value != value.strip():
-        raise DbEnvError("%s: %s starts or ends with whitespace, which env files drop." % (option, shown))
-    if any(ord(c) < 32 for c in value):
-        raise DbEnvError("%s: %s contains control characters." % (option, shown))
+            "mode: %r was given as a number, not as an octal string; YAML reads 644 as decimal (octal 1204) "
+            "and an unquoted 0600 as octal, so the mode meant is unclear. Quote it, e.g. mode: '0600'."
+            % (value,))
+    text = str(value)
+    if not _MODE_RE.fullmatch(text):
+        raise DbEnvError(
+            "mode: %r is not an octal mode such as '0600' (three octal digits, optionally with a leading 0; "
+            "symbolic modes and setuid, setgid or sticky bits are not supported for a file holding a "
+            "password)." % (text,))
+    mode = int(text, 8)
+    if mode & ~_MODE_ALLOWED_BITS:
+        raise DbEnvError(
+            "mode: %r lets %s the file that holds the database password; use '0600' (or '0640' to let the "
+            "file's group read it)." % (text, "others read or write" if mode & 0o007 else "the group write or execute"))
+    return mode
+
+
+def check_connect_timeout(value):
+    if (not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= CONNECT_TIMEOUT_MAX):
+        raise DbEnvError(
+            "connect_timeout: %r is not a number of seconds from 1 to %d; give how long to wait for the "
+            "database server, e.g. 10." % (value, CONNECT_TIMEOUT_MAX))
+    return value
 
 
 def build_variables(engine, hostname, port, username, password, name_prefix=None,
@@ -95,7 +190,9 @@ def build_variables(engine, hostname, port, username, password, name_prefix=None
             "closes MySQL connections idle longer than that); with engine=postgresql the client has no "
             "such setting. Remove connection_idle_timeout or use engine=mysql.")
     if not hostname or not valid_hostname(hostname):
-        raise DbEnvError("hostname: %r is not a valid host name or IP address." % (hostname,))
+        raise DbEnvError("hostname: %r is not a valid host name (letters, digits, '-' and '.') or IPv4 or IPv6 "
+                         "address; give the name or address the client containers reach the server at."
+                         % (hostname,))
     if port is None:
         port = DEFAULT_PORTS[engine]
     if not isinstance(port, int) or isinstance(port, bool) or not 1 <= port <= 65535:
@@ -109,7 +206,7 @@ def build_variables(engine, hostname, port, username, password, name_prefix=None
         raise DbEnvError("password: must not be empty (the client cannot log in without one).")
     _check_value("password", password, secret=True)
     if name_prefix is not None:
-        if not _PREFIX_RE.match(name_prefix):
+        if not isinstance(name_prefix, str) or not _PREFIX_RE.fullmatch(name_prefix):
             raise DbEnvError(
                 "name_prefix: %r is not usable as the start of a database name (letters, digits and "
                 "underscores, not starting with a digit)." % (name_prefix,))
@@ -147,27 +244,49 @@ def render(values):
     return "".join(lines)
 
 
+def _lines(content):
+    """The lines of env-file text, split on "\\n" only (as the file is written, and as compose reads
+    it); a "\\r" before it is stripped with the rest of the line's surrounding whitespace."""
+    lines = content.split("\n")
+    if lines and lines[-1] == "":
+        lines.pop()
+    return lines
+
+
+def _parse_line(raw):
+    """``(key, value)`` of one env-file line, or None for a blank line, a comment or a line without ``=``."""
+    line = raw.strip()
+    if not line or line.startswith("#"):
+        return None
+    if line.startswith("export "):
+        line = line[len("export "):].lstrip()
+    if "=" not in line:
+        return None
+    key, value = line.split("=", 1)
+    key = key.strip()
+    value = value.strip()
+    if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
+        value = value[1:-1]
+    return key, value
+
+
 def parse(content):
     """``{KEY: value}`` from env-file text: blank lines and ``#`` comments skipped, an optional
-    ``export`` prefix accepted, the first ``=`` splits, matching surrounding quotes removed."""
+    ``export`` prefix accepted, the first ``=`` splits, matching surrounding quotes removed.
+    Lines end at "\\n" only, never at the other characters ``str.splitlines`` splits on."""
     values = {}
     if not content:
         return values
-    for raw in content.splitlines():
-        line = raw.strip()
-        if not line or line.startswith("#"):
-            continue
-        if line.startswith("export "):
-            line = line[len("export "):].lstrip()
-        if "=" not in line:
-            continue
-        key, value = line.split("=", 1)
-        key = key.strip()
-        value = value.strip()
-        if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
-            value = value[1:-1]
-        values[key] = value
+    for raw in _lines(content):
+        parsed = _parse_line(raw)
+        if parsed is not None:
+            values[parsed[0]] = parsed[1]
     return values
+
+
+def managed(values):
+    """Only the variables db_env manages (the others of an existing file are never shown)."""
+    return dict((k, v) for k, v in values.items() if k in KEYS)
 
 
 def changed_keys(before, after):
@@ -176,37 +295,77 @@ def changed_keys(before, after):
 
 
 def masked(values, other=None):
-    """A copy of ``values`` with secrets replaced. With ``other`` (the state on the other side of
-    a diff) a changed secret reads ``******** (changed)``, so a diff shows *that* it changed."""
+    """A copy of ``values`` safe to show: secrets (the password, and any name that looks like a
+    secret) replaced, and any other value that db_env would refuse as input hidden too. With
+    ``other`` (the state on the other side of a diff) a changed secret reads ``******** (changed)``,
+    so a diff shows *that* it changed."""
     out = {}
     for key, value in values.items():
-        if key in SECRET_KEYS:
+        if is_secret_key(key):
             if other is not None and other.get(key) != value:
                 out[key] = MASK + " (changed)"
             else:
                 out[key] = MASK
+        elif value_problem(value) is not None:
+            out[key] = HIDDEN_VALUE
         else:
             out[key] = value
     return out
 
 
 def masked_text(content, other_values=None):
-    """Env-file text with secret values replaced, comments and order kept (for ``diff``)."""
+    """Env-file text safe to show in a diff: the header line and blank lines as they are, each line
+    of a managed variable as ``KEY=value`` with the secret masked (``******** (changed)`` when it
+    differs from ``other_values``), and every other line (comments, other variables, anything
+    else: they may hold secrets) replaced by HIDDEN_LINE."""
     if content is None:
         return ""
-    own = parse(content)
-    shown = masked(own, other_values)
     out = []
-    for raw in content.splitlines(True):
-        line = raw.strip()
-        key = line.split("=", 1)[0].strip()
-        if key.startswith("export "):
-            key = key[len("export "):].strip()
-        if "=" in line and not line.startswith("#") and key in SECRET_KEYS:
-            out.append("%s=%s\n" % (key, shown.get(key, MASK)))
+    for raw in _lines(content):
+        if not raw.strip():
+            out.append("")
+            continue
+        if raw.rstrip("\r") + "\n" == HEADER:
+            out.append(HEADER.rstrip("\n"))
+            continue
+        parsed = _parse_line(raw)
+        if parsed is not None and parsed[0] in KEYS:
+            key, value = parsed
+            out.append("%s=%s" % (key, masked({key: value}, other_values)[key]))
         else:
-            out.append(raw)
-    return "".join(out)
+            out.append(HIDDEN_LINE)
+    return "".join(line + "\n" for line in out)
+
+
+def validate_params(params):
+    """Check every option of ``state=present`` (the one place where input is validated) and return
+    ``(variables the file must hold, mode as an int)``. Raises DbEnvError naming the option."""
+    desired = build_variables(params["engine"], params["hostname"], params["port"], params["username"],
+                              params["password"], params.get("name_prefix"), params.get("connection_idle_timeout"))
+    mode = parse_mode(params.get("mode", "0600"))
+    check_connect_timeout(params.get("connect_timeout", 10))
+    return desired, mode
+
+
+def check_path(path):
+    """A sentence saying why ``path`` cannot be the db.env file (a symbolic link, a directory), or None."""
+    if os.path.islink(path):
+        try:
+            target = os.readlink(path)
+        except OSError:
+            target = "?"
+        return ("path: %s is a symbolic link (to %s); db_env does not follow links, so that the password "
+                "cannot end up in another file than the one named, nor the link be replaced. Give the path of "
+                "the file itself, or remove the link first." % (path, target))
+    if os.path.isdir(path):
+        return "path: %s is a directory; give the path of the db.env file." % path
+    try:
+        st = os.lstat(path)
+    except OSError:
+        return None
+    if not stat.S_ISREG(st.st_mode):
+        return "path: %s exists and is not a regular file; give the path of the db.env file." % path
+    return None
 
 
 def _fail(module, msg, **kw):
@@ -218,18 +377,35 @@ def run_db_env(module):
     p = module.params
     path = p["path"]
     result = {"changed": False, "path": path, "changed_keys": [], "variables": {}}
-    if os.path.isdir(path):
-        _fail(module, "path: %s is a directory; give the path of the db.env file." % path, **result)
+    problem = check_path(path)
+    if problem:
+        _fail(module, problem, **result)
     # In check mode a missing directory is what an earlier (also unrun) task would create: report
     # the file as to be written instead of failing a dry run on a fresh host.
     if not os.path.isdir(os.path.dirname(os.path.abspath(path))) and not module.check_mode:
         _fail(module, "path: the directory of %s does not exist; create it first (ansible.builtin.file "
                       "state=directory)." % path, **result)
+
+    desired = mode = None
+    if p["state"] == "present":
+        try:
+            desired, mode = validate_params(p)
+        except DbEnvError as exc:
+            _fail(module, str(exc), **result)
+        for option, lookup in (("owner", pwd.getpwnam), ("group", grp.getgrnam)):
+            value = p[option]
+            if value is not None and not value.isdigit():
+                try:
+                    lookup(value)
+                except KeyError:
+                    _fail(module, "%s: %r does not exist on this host; give an existing user or group name, or a "
+                                  "numeric id." % (option, value), **result)
+
     try:
         current_text = _files.read_text(path)
     except (IOError, OSError, UnicodeError) as exc:
         _fail(module, "cannot read %s: %s" % (path, exc), **result)
-    current = parse(current_text)
+    current = managed(parse(current_text))
 
     if p["state"] == "absent":
         result["variables"] = masked(current)
@@ -243,27 +419,6 @@ def run_db_env(module):
         if not module.check_mode:
             os.unlink(path)
         return result
-
-    try:
-        desired = build_variables(p["engine"], p["hostname"], p["port"], p["username"], p["password"],
-                                  p["name_prefix"], p["connection_idle_timeout"])
-    except DbEnvError as exc:
-        _fail(module, str(exc), **result)
-    mode = p["mode"]
-    if mode is not None and not isinstance(mode, int):
-        mode = str(mode)
-        if not re.match(r"^0?[0-7]{3,4}$", mode):
-            _fail(module, "mode: %r is not an octal mode such as '0600' (a symbolic mode is not "
-                          "supported for a file holding a password)." % (p["mode"],), **result)
-        mode = int(mode, 8)
-
-    for option, lookup in (("owner", pwd.getpwnam), ("group", grp.getgrnam)):
-        value = p[option]
-        if value is not None and not value.isdigit():
-            try:
-                lookup(value)
-            except KeyError:
-                _fail(module, "%s: %r does not exist on this host." % (option, value), **result)
 
     if p["validate_connection"]:
         missing = _dbcheck.missing_library(p["engine"])
@@ -291,7 +446,7 @@ def run_db_env(module):
                           "before_header": path, "after_header": path}
     if content_changed and not module.check_mode:
         try:
-            _files.write_atomic(module, path, content, mode=mode)
+            _files.write_atomic(module, path, content, mode=mode, follow=False)
         except (IOError, OSError) as exc:
             _fail(module, "cannot write %s: %s" % (path, exc), **result)
     file_args = {"path": path, "owner": p["owner"], "group": p["group"], "mode": mode,

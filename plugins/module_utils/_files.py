@@ -10,6 +10,7 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import errno
 import os
 import tempfile
 
@@ -27,22 +28,28 @@ def read_text(path):
         raise
 
 
-def write_atomic(module, path, content, mode=None):
+def write_atomic(module, path, content, mode=None, follow=True):
     """Write ``content`` to ``path`` through a temporary file in the same directory and
     ``module.atomic_move`` (readers never see a half-written file).
 
     ``mode`` (an int or an octal string) is applied to the temporary file and to the file it
     replaces before the move (``atomic_move`` keeps the destination's attributes, and gives a
     new file the umask's), so the content never sits in a file with a wider mode than asked for.
+
+    With ``follow=False`` a symbolic link at ``path`` is refused (OSError ELOOP, nothing
+    touched) instead of having its target chmodded and the link replaced by a file.
     """
     b_path = to_bytes(path, errors="surrogate_or_strict")
     directory = os.path.dirname(b_path) or b"."
+    if not follow and os.path.islink(b_path):
+        raise OSError(errno.ELOOP, "is a symbolic link (refusing to follow it)", path)
     if mode is not None:
         mode = int(mode, 8) if isinstance(mode, str) else mode
         if os.path.lexists(b_path):
             os.chmod(b_path, mode)
         else:
-            os.close(os.open(b_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode))
+            flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | (0 if follow else getattr(os, "O_NOFOLLOW", 0))
+            os.close(os.open(b_path, flags, mode))
             os.chmod(b_path, mode)  # the umask may have narrowed it; set exactly what was asked
     fd, tmp = tempfile.mkstemp(prefix=b".wabiz-", dir=directory)
     try:

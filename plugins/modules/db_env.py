@@ -24,7 +24,9 @@ description:
     server, a refused login and missing privileges each fail with their own message, and the file
     is then left as it was.
   - Bad input (a port out of range, a database name prefix that cannot start a database name, an
-    idle timeout with PostgreSQL...) fails before anything is touched.
+    idle timeout with PostgreSQL, a value that compose would cut or read differently, a mode that
+    lets others read the file, a symbolic link at O(path)...) fails before anything is touched, in
+    check mode too, with a message that names the option and never shows the password.
 author:
   - wabiz.cluster maintainers (!UNKNOWN)
 extends_documentation_fragment:
@@ -36,7 +38,11 @@ attributes:
     details: Computes the change and the diff and, with O(validate_connection), still logs in (read-only).
   diff_mode:
     support: full
-    details: Shows the file before and after, with the password masked (a changed password reads C(******** (changed))).
+    details:
+      - Shows the file before and after, with the password masked (a changed password reads C(******** (changed))).
+      - Only the managed variables are shown. Every other line of an existing file (comments, other variables)
+        is replaced by a masked placeholder line, as it may hold a secret; so is a managed value that
+        db_env would refuse as input.
   idempotent:
     support: full
   platform:
@@ -45,6 +51,8 @@ options:
   path:
     description:
       - Path of the C(db.env) file. Its directory must exist.
+      - A symbolic link at this path is refused (the module neither follows nor replaces it), as are
+        a directory and anything else that is not a regular file. Give the path of the file itself.
     type: path
     required: true
     aliases: [dest]
@@ -63,6 +71,8 @@ options:
   hostname:
     description:
       - Host name or IP address of the database server, as the client containers reach it.
+      - A host name (letters, digits, C(-) and C(.), labels of at most 63 characters), a dotted-quad
+        IPv4 address without leading zeros, or an IPv6 address without brackets or zone index.
       - Required when O(state=present).
     type: str
   port:
@@ -73,12 +83,16 @@ options:
   username:
     description:
       - Database user the client logs in as. Required when O(state=present).
+      - The same characters as in O(password) are refused.
     type: str
   password:
     description:
       - Password of O(username). Never shown in output, diffs or messages.
-      - Must not contain quotes, backslashes, C($) or line breaks, nor start or end with
-        whitespace, because compose v1 and v2 read those differently in an env file.
+      - Must not contain quotes, backslashes, C($), line breaks of any kind (also the ones
+        C(str.splitlines) splits on, such as U+2028, U+2029, U+0085, C(\x0b), C(\x0c), C(\x1c)-C(\x1e))
+        or other control characters, nor a C(#) right after a space, tab or other whitespace (compose
+        reads that as the start of an inline comment and cuts the value there), nor start or end with
+        whitespace, because compose v1 and v2 would read the value differently or cut it.
       - Required when O(state=present).
     type: str
   name_prefix:
@@ -104,7 +118,14 @@ options:
     type: str
   mode:
     description:
-      - Mode of the file, an octal string such as V('0600') (quote it in YAML).
+      - Mode of the file, an octal string such as V('0600') (three octal digits, optionally after a
+        leading V(0)). Quote it in YAML.
+      - A number is refused with a message to quote it; unquoted in YAML, V(644) is the decimal 644
+        (octal 1204) and V(0600) means octal or decimal depending on the YAML version.
+      - As the file holds the database password, others may get no access and the group at most read
+        access, so V('0600') or V('0400'), or V('0640') / V('0440') to let the file's group read it. Any
+        mode with a bit for others, group write or execute, or a setuid, setgid or sticky bit is refused.
+      - V(null) means the default.
     type: raw
     default: '0600'
   validate_connection:
@@ -120,7 +141,8 @@ options:
     default: false
   connect_timeout:
     description:
-      - Seconds to wait for the database server when O(validate_connection=true).
+      - Seconds to wait for the database server when O(validate_connection=true), from V(1) to V(3600).
+      - Checked with every O(state=present) run, also without O(validate_connection).
     type: int
     default: 10
 requirements:
@@ -129,6 +151,8 @@ requirements:
 notes:
   - The file starts with one comment line that says it is managed; any other content of an
     existing file (comments, unknown variables) is replaced.
+  - The file is read and written with C(\n) line ends only. Other lines of an existing file are never
+    returned or shown, only the managed variables (RV(variables), RV(changed_keys), the diff).
 seealso:
   - module: wabiz.cluster.compose_stack
 """
@@ -170,7 +194,10 @@ path:
   type: str
   sample: /opt/whatsapp/db.env
 variables:
-  description: The variables the file holds after the run (before it when O(state=absent)), password masked.
+  description:
+    - The managed variables the file holds after the run (before it when O(state=absent)), password masked.
+    - Other variables of an existing file are left out; a managed value that db_env would refuse as input
+      (a hand-edited file) is replaced by a masked placeholder.
   returned: always
   type: dict
   sample:
@@ -182,7 +209,9 @@ variables:
     WA_DB_NAME_PREFIX: wa_prod_
     WA_DB_CONNECTION_IDLE_TIMEOUT: "180000"
 changed_keys:
-  description: Variables whose value was (or, in check mode, would be) added, changed or removed.
+  description:
+    - Managed variables whose value was (or, in check mode, would be) added, changed or removed.
+    - Other lines an existing file loses are not listed (but do make the task changed).
   returned: always
   type: list
   elements: str
