@@ -527,6 +527,19 @@ def compose_argument_spec():
     )
 
 
+# Numeric options and their smallest value, checked in validate_params.
+NUMBER_OPTIONS = {"wait_timeout": (1, "seconds to wait for the containers (default 120)")}
+
+
+def validate_params(p):
+    """The option checks that need no Docker, in one place, before anything is read or run:
+    ComposeError naming the option, saying what is wrong and what to give instead."""
+    for name, (minimum, what) in sorted(NUMBER_OPTIONS.items()):
+        value = p.get(name)
+        if value is not None and value < minimum:
+            raise ComposeError("%s: %s is too small; it must be at least %s, the %s." % (name, value, minimum, what))
+
+
 class _Runner:
     def __init__(self, module, cli, project_src, project, files, env):
         self.module = module
@@ -593,6 +606,10 @@ def run_compose_stack(module):
     """Body of wabiz.cluster.compose_stack."""
     p = module.params
     result = {"changed": False, "actions": [], "containers": [], "commands": []}
+    try:
+        validate_params(p)
+    except ComposeError as exc:
+        module.fail_json(msg=exc.msg, **result)
     if not HAS_DOCKER:
         from ansible.module_utils.basic import missing_required_lib
         module.fail_json(msg=missing_required_lib("docker (the Docker SDK for Python)"), exception=DOCKER_IMP_ERR)
@@ -615,8 +632,6 @@ def run_compose_stack(module):
     if not project or normalize_project_name(project) != project:
         module.fail_json(msg="project_name: %r is not a valid compose project name (lower-case letters, digits, "
                              "'-' and '_', starting with a letter or digit)." % project, **result)
-    if p["wait_timeout"] < 1:
-        module.fail_json(msg="wait_timeout: must be at least 1 second.", **result)
     result["project_name"] = project
 
     def run_plain(argv):

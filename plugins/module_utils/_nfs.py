@@ -15,9 +15,12 @@ __metaclass__ = type
 
 import ctypes
 import ctypes.util
+import ipaddress
 import os
+import re
 import signal
 import socket
+import subprocess
 import tempfile
 import time
 import uuid
@@ -40,6 +43,28 @@ _PER_MOUNT = frozenset(["ro", "rw", "noatime", "atime", "relatime", "norelatime"
                         "nosuid", "suid", "nodev", "dev", "noexec", "exec"])
 
 
+# File systems the module manages: it only replaces, removes or unmounts these.
+NFS_TYPES = ("nfs", "nfs4")
+# O(path) must not be one of these (mounting there hides the system's files, and its fstab line
+# would replace the system's) ...
+SYSTEM_DIRS = frozenset(
+    ["/", "/bin", "/boot", "/dev", "/etc", "/home", "/lib", "/lib32", "/lib64", "/libx32", "/media", "/mnt", "/opt",
+     "/proc", "/root", "/run", "/sbin", "/snap", "/srv", "/sys", "/tmp", "/usr", "/var"]
+    + ["/usr/" + d for d in ("bin", "games", "include", "lib", "lib32", "lib64", "libexec", "libx32", "local", "sbin",
+                             "share", "src")]
+    + ["/usr/local/" + d for d in ("bin", "etc", "games", "include", "lib", "libexec", "man", "sbin", "share", "src")]
+    + ["/var/" + d for d in ("backups", "cache", "crash", "lib", "local", "lock", "log", "mail", "opt", "run", "spool",
+                             "tmp")]
+    + ["/run/lock", "/run/user", "/var/lib/docker"])
+# ... nor anything inside these (kernel interfaces, boot files, configuration, programs, libraries).
+SYSTEM_TREES = ("/proc", "/sys", "/dev", "/boot", "/etc", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32",
+                "/usr/bin", "/usr/sbin", "/usr/lib", "/usr/lib32", "/usr/lib64", "/usr/libexec", "/usr/libx32",
+                "/usr/include", "/usr/share")
+_HOST_LABEL = r"[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?"
+_HOSTNAME = re.compile(r"(?:%s\.)*%s\.?" % (_HOST_LABEL, _HOST_LABEL))
+_DOTTED_NUMBERS = re.compile(r"[0-9.]+")
+
+
 class NfsError(Exception):
     def __init__(self, msg, **details):
         super(NfsError, self).__init__(msg)
@@ -47,22 +72,100 @@ class NfsError(Exception):
         self.details = details
 
 
+class NfsTimeout(NfsError):
+    """A command or libnfs call that did not finish within the module's timeout (it was killed)."""
+
+
 # --- parsing ---------------------------------------------------------------------------------
 
+def _bad_chars(value):
+    """Whitespace or control characters (they would split or break an fstab line)."""
+    return [c for c in value if c.isspace() or ord(c) < 32 or ord(c) == 127]
+
+
+def check_server(server, bracketed=False):
+    """A host name or an IP address (IPv6 only in brackets); raises NfsError naming src."""
+    if bracketed:
+        addr, _sep, zone = server.partition("%")
+        try:
+            ipaddress.IPv6Address(addr)
+        except ValueError:
+            raise NfsError("src: server [%s] is not an IPv6 address; write an IPv6 server as [ADDR]:/EXPORT and "
+                           "a host name or IPv4 address without brackets." % server) from None
+        if _sep and not re.match(r"[A-Za-z0-9_.-]+\Z", zone):
+            raise NfsError("src: the zone of server [%s] is not an interface name." % server)
+        return server
+    if not server:
+        raise NfsError("src: the server is empty; write SERVER:/EXPORT, for example nfs.example.internal:/media.")
+    if _bad_chars(server):
+        raise NfsError("src: server %r contains whitespace or control characters; write a host name or an IP address."
+                       % server)
+    if server.startswith("-"):
+        raise NfsError("src: server %r starts with '-' (mount would read it as an option); write a host name or "
+                       "an IP address." % server)
+    if _DOTTED_NUMBERS.fullmatch(server):
+        try:
+            ipaddress.IPv4Address(server)
+        except ValueError:
+            raise NfsError("src: server %r is not a valid IPv4 address (four numbers 0-255 separated by dots)."
+                           % server) from None
+        return server
+    if len(server) > 253 or not _HOSTNAME.fullmatch(server):
+        raise NfsError("src: server %r is not a host name or an IP address (host names are letters, digits and '-', "
+                       "in labels separated by dots; an IPv6 server goes in brackets: [ADDR]:/EXPORT)." % server)
+    return server
+
+
+def check_export(export, src):
+    if not export.startswith("/"):
+        hint = " (an IPv6 server goes in brackets: [ADDR]:/EXPORT)" if ":" in export else ""
+        raise NfsError("src: the export of %r must be an absolute path, as in SERVER:/EXPORT%s." % (src, hint))
+    if _bad_chars(export):
+        raise NfsError("src: the export %r contains whitespace or control characters (they break the fstab line); "
+                       "rename the export or use a path without them." % export)
+    return export
+
+
 def parse_src(src):
-    """``SERVER:/EXPORT`` (IPv6 as ``[addr]:/export``) -> (server, export)."""
+    """``SERVER:/EXPORT`` (IPv6 as ``[addr]:/export``) -> (server, export), both checked: the
+    server is a host name or an IP address (never something mount would read as an option),
+    the export an absolute path without whitespace."""
     if not src or ":" not in src:
-        raise NfsError("src: %r is not SERVER:/EXPORT." % (src,))
+        raise NfsError("src: %r is not SERVER:/EXPORT (for example nfs.example.internal:/media)." % (src,))
     if src.startswith("["):
         end = src.find("]:")
         if end < 0:
             raise NfsError("src: %r is not [IPv6]:/EXPORT." % (src,))
-        server, export = src[1:end], src[end + 2:]
+        server, export = check_server(src[1:end], bracketed=True), src[end + 2:]
     else:
         server, export = src.split(":", 1)
-    if not server or not export.startswith("/") or any(c.isspace() for c in src):
-        raise NfsError("src: %r is not SERVER:/EXPORT (absolute export path, no spaces)." % (src,))
+        check_server(server)
+    check_export(export, src)
     return server, export
+
+
+def check_path(path):
+    """O(path): absolute, in normal form, no whitespace, and not a system directory (SYSTEM_DIRS,
+    or inside SYSTEM_TREES), also after resolving symbolic links. Returns it; raises NfsError."""
+    if not path or not path.startswith("/"):
+        raise NfsError("path: %r is not an absolute path; give the mount point from the root, for example "
+                       "/mnt/wamedia." % (path,))
+    if _bad_chars(path):
+        raise NfsError("path: %r contains whitespace or control characters (they break the fstab line); "
+                       "choose a mount point without them." % (path,))
+    normal = os.path.normpath(path)
+    if normal.startswith("//"):
+        normal = "/" + normal.lstrip("/")
+    if normal != path:
+        raise NfsError("path: %r is not in normal form (no trailing or double slash, no '.' or '..'); write it as %r."
+                       % (path, normal))
+    for candidate in (path, os.path.realpath(path)):
+        if candidate in SYSTEM_DIRS or any(candidate.startswith(t + "/") for t in SYSTEM_TREES):
+            shown = path if candidate == path else "%s (a link to %s)" % (path, candidate)
+            raise NfsError("path: %s is a system directory: mounting the share there would hide the system's files "
+                           "and its fstab line would replace the system's. Choose a directory of its own, for example "
+                           "/mnt/wamedia or /srv/wamedia." % shown)
+    return path
 
 
 def parse_opts(opts):
@@ -255,6 +358,84 @@ def module_paths(release):
     return [os.path.join(base, n) for n in ("nfs.ko", "nfs.ko.xz", "nfs.ko.zst", "nfs.ko.gz")]
 
 
+# --- every external call with a deadline ------------------------------------------------------
+
+def _kill_group(proc):
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except OSError:
+        pass
+
+
+def run_with_deadline(argv, timeout):
+    """Run ``argv`` (stdin closed, C locale) in a process group of its own: (rc, out, err). After
+    ``timeout`` seconds the whole group is killed and NfsTimeout raised, so that a server that
+    accepts connections and never answers cannot hold the module (libnfs' tools and mount.nfs
+    wait for an answer for minutes)."""
+    env = dict(os.environ, LC_ALL="C", LANG="C")
+    try:
+        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                env=env, start_new_session=True)
+    except OSError as exc:
+        return 127, "", "cannot run %s: %s" % (argv[0], exc)
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        _kill_group(proc)
+        try:
+            proc.communicate(timeout=5)
+        except subprocess.TimeoutExpired:  # a child stuck in the kernel: leave it, do not wait with it
+            pass
+        raise NfsTimeout("%s did not finish within %ss and was killed (the server accepts connections but "
+                         "does not answer?)" % (os.path.basename(argv[0]), timeout)) from None
+    finally:
+        _kill_group(proc)  # what the command left running in its group
+    return proc.returncode, out.decode("utf-8", "replace"), err.decode("utf-8", "replace")
+
+
+def call_with_deadline(fn, timeout, sleep=time.sleep, clock=time.time):
+    """Run ``fn()`` (it returns None or an error text) in a forked child, for calls that cannot be
+    interrupted otherwise (file I/O on a hard NFS mount, a libnfs call through ctypes). Returns
+    None or the error text; raises NfsTimeout when the child was still busy after ``timeout``
+    seconds (it is killed)."""
+    read_fd, write_fd = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # child: run, report through the pipe, never return
+        code = 0
+        try:
+            os.close(read_fd)
+            err = fn()
+        except BaseException as exc:  # noqa: B036 - the child must always reach os._exit
+            err = "%s: %s" % (type(exc).__name__, exc)
+        try:
+            if err:
+                code = 1
+                os.write(write_fd, str(err).encode("utf-8", "replace")[:4000])
+        finally:
+            os._exit(code)
+    os.close(write_fd)
+    deadline = clock() + timeout
+    try:
+        while True:
+            done, status = os.waitpid(pid, os.WNOHANG)
+            if done:
+                break
+            if clock() >= deadline:
+                os.kill(pid, signal.SIGKILL)
+                for _i in range(100):  # a child in an uninterruptible wait dies when it returns: 5 s at most
+                    if os.waitpid(pid, os.WNOHANG)[0]:
+                        break
+                    sleep(0.05)
+                raise NfsTimeout("did not finish within %ss and was killed" % timeout)
+            sleep(0.02)
+        message = os.read(read_fd, 4096).decode("utf-8", "replace")
+    finally:
+        os.close(read_fd)
+    if os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0:
+        return None
+    return message or "failed (status %s)" % status
+
+
 # --- read-write probe on a mounted share ------------------------------------------------------
 
 def _probe_here(path, token):
@@ -282,48 +463,25 @@ def _probe_here(path, token):
 
 
 def rw_probe(path, uid, gid, timeout=60, sleep=time.sleep):
-    """Write, read back and delete a probe file in ``path`` as uid:gid (in a forked child that
-    drops to that user, so the server sees the containers' credentials). None, or an error."""
+    """Write, read back and delete a probe file in ``path`` as uid:gid, in a forked child (that
+    drops to that user, so the server sees the containers' credentials) killed after ``timeout``
+    seconds. None, or an error."""
     token = uuid.uuid4().hex
-    if (uid, gid) == (os.getuid(), os.getgid()):
+
+    def child():
+        if (uid, gid) != (os.getuid(), os.getgid()):
+            try:
+                os.setgroups([])
+                os.setgid(gid)
+                os.setuid(uid)
+            except OSError as exc:
+                return "cannot switch to uid %s / gid %s: %s" % (uid, gid, exc)
         return _probe_here(path, token)
-    read_fd, write_fd = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # child: drop to uid:gid, probe, report through the pipe, never return
-        code = 0
-        try:
-            os.close(read_fd)
-            os.setgroups([])
-            os.setgid(gid)
-            os.setuid(uid)
-            err = _probe_here(path, token)
-        except BaseException as exc:  # noqa: B036 - the child must always reach os._exit
-            err = "cannot switch to uid %s / gid %s: %s" % (uid, gid, exc)
-        try:
-            if err:
-                code = 1
-                os.write(write_fd, err.encode("utf-8", "replace")[:4000])
-        finally:
-            os._exit(code)
-    os.close(write_fd)
-    deadline = time.time() + timeout
+
     try:
-        while True:
-            done, status = os.waitpid(pid, os.WNOHANG)
-            if done:
-                break
-            if time.time() >= deadline:
-                os.kill(pid, signal.SIGKILL)
-                os.waitpid(pid, 0)
-                return ("the probe did not finish within %ss (a hard NFS mount whose server does not answer?)"
-                        % timeout)
-            sleep(0.05)
-        message = os.read(read_fd, 4096).decode("utf-8", "replace")
-    finally:
-        os.close(read_fd)
-    if os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0:
-        return None
-    return message or "the probe failed (status %s)" % status
+        return call_with_deadline(child, timeout, sleep=sleep)
+    except NfsTimeout:
+        return "the probe did not finish within %ss (a hard NFS mount whose server does not answer?)" % timeout
 
 
 # --- userspace check of the export with libnfs -------------------------------------------------
@@ -338,10 +496,11 @@ def libnfs_version(opts):
     return 4
 
 
-def nfs_url(server, export, version, uid, gid, name=""):
+def nfs_url(server, export, version, uid, gid, name="", port=2049):
     host = "[%s]" % server if ":" in server else server
     path = export.rstrip("/") + ("/" + name if name else "")
-    return "nfs://%s%s?version=%d&uid=%d&gid=%d" % (host, path or "/", version, uid, gid)
+    url = "nfs://%s%s?version=%d&uid=%d&gid=%d" % (host, path or "/", version, uid, gid)
+    return url + ("&nfsport=%d" % port if port != 2049 else "")
 
 
 class LibNfs:
@@ -365,23 +524,45 @@ class LibNfs:
             if hasattr(lib, fn):
                 getattr(lib, fn).argtypes = [ctypes.c_void_p, ctypes.c_int]
 
-    def unlink(self, server, export, name, version, uid, gid, timeout_ms):
+    def unlink(self, server, export, name, version, uid, gid, timeout_ms, port=2049):
+        """Delete ``name`` in the export, in a forked child killed after ``timeout_ms`` (libnfs'
+        own timeout is set too, where it has one); raises NfsError, NfsTimeout."""
+        try:
+            err = call_with_deadline(lambda: self._unlink(server, export, name, version, uid, gid, timeout_ms, port),
+                                     timeout_ms / 1000.0)
+        except NfsTimeout as exc:
+            raise NfsTimeout("unlink %s: libnfs %s (the server accepts connections but does not answer?)"
+                             % (name, exc.msg)) from None
+        if err:
+            raise NfsError(err)
+
+    def _unlink(self, server, export, name, version, uid, gid, timeout_ms, port):
+        """In the child: None or the error text."""
         lib = self.lib
         ctx = lib.nfs_init_context()
         if not ctx:
-            raise NfsError("libnfs: cannot create a context")
+            return "libnfs: cannot create a context"
         try:
             if version == 4:
                 if not hasattr(lib, "nfs_set_version") or lib.nfs_set_version(ctx, 4) != 0:
-                    raise NfsError("this libnfs cannot speak NFSv4")
+                    return "this libnfs cannot speak NFSv4"
             lib.nfs_set_uid(ctx, uid)
             lib.nfs_set_gid(ctx, gid)
             if hasattr(lib, "nfs_set_timeout"):
-                lib.nfs_set_timeout(ctx, timeout_ms)
+                lib.nfs_set_timeout(ctx, int(timeout_ms))
+            if port != 2049:  # libnfs 4.0 has no nfs_set_nfsport: parsing a URL sets the port on the context
+                lib.nfs_parse_url_dir.restype = ctypes.c_void_p
+                lib.nfs_parse_url_dir.argtypes = [ctypes.c_void_p, ctypes.c_char_p]
+                lib.nfs_destroy_url.argtypes = [ctypes.c_void_p]
+                url = lib.nfs_parse_url_dir(ctx, nfs_url(server, export, version, uid, gid, port=port).encode())
+                if not url:
+                    return "libnfs: cannot set the port %s: %s" % (port, (lib.nfs_get_error(ctx) or b"").decode())
+                lib.nfs_destroy_url(url)
             if lib.nfs_mount(ctx, server.encode(), export.encode()) != 0:
-                raise NfsError("mount %s:%s: %s" % (server, export, (lib.nfs_get_error(ctx) or b"").decode()))
+                return "mount %s:%s: %s" % (server, export, (lib.nfs_get_error(ctx) or b"").decode())
             if lib.nfs_unlink(ctx, ("/" + name).encode()) != 0:
-                raise NfsError("unlink %s: %s" % (name, (lib.nfs_get_error(ctx) or b"").decode()))
+                return "unlink %s: %s" % (name, (lib.nfs_get_error(ctx) or b"").decode())
+            return None
         finally:
             lib.nfs_destroy_context(ctx)
 
@@ -391,17 +572,24 @@ def userspace_check(run, which, server, export, version, uid, gid, port=2049, ti
     """Check the export over the NFS protocol from user space: reach the server, list the export,
     write a probe file, read it back, delete it (as uid:gid, the AUTH_SYS credentials libnfs sends).
 
-    ``run(argv) -> (rc, out, err)``. With ``write=False`` (check mode) only reach and list.
-    Returns {"ok", "url", "protocol", "steps": [{"step", "ok", "detail"}]}.
+    ``run(argv) -> (rc, out, err)``, killing the command after ``timeout`` seconds (NfsTimeout:
+    run_with_deadline); each network step has ``timeout`` seconds. With ``write=False`` (check
+    mode) only reach and list. Returns {"ok", "url", "protocol", "steps": [{"step", "ok", "detail"}]}.
     """
     steps = []
-    result = {"ok": False, "url": nfs_url(server, export, version, uid, gid), "steps": steps,
+    result = {"ok": False, "url": nfs_url(server, export, version, uid, gid, port=port), "steps": steps,
               "protocol": "NFSv%s over TCP (libnfs)" % ("4.0" if version == 4 else "3"),
               "uid": uid, "gid": gid}
 
     def step(name, ok, detail):
         steps.append({"step": name, "ok": ok, "detail": detail})
         return ok
+
+    def call(argv):
+        try:
+            return run(argv)
+        except NfsTimeout as exc:
+            return None, "", exc.msg
 
     try:
         sock = socket.create_connection((server, port), timeout=timeout)
@@ -417,7 +605,7 @@ def userspace_check(run, which, server, export, version, uid, gid, port=2049, ti
         if not tools[tool]:
             step("tools", False, "%s not found: install libnfs-utils" % tool)
             return result
-    rc, out, err = run([tools["nfs-ls"], result["url"]])
+    rc, out, err = call([tools["nfs-ls"], result["url"]])
     if rc != 0:
         step("list", False, "nfs-ls %s: %s" % (result["url"], (err or out).strip()))
         return result
@@ -429,7 +617,7 @@ def userspace_check(run, which, server, export, version, uid, gid, port=2049, ti
 
     name = PROBE_PREFIX + uuid.uuid4().hex
     token = uuid.uuid4().hex
-    url = nfs_url(server, export, version, uid, gid, name)
+    url = nfs_url(server, export, version, uid, gid, name, port=port)
     deadline = clock() + timeout
 
     def in_grace(rc, out, err):
@@ -446,16 +634,16 @@ def userspace_check(run, which, server, export, version, uid, gid, port=2049, ti
     try:
         with os.fdopen(fd, "w") as f:
             f.write(token)
-        rc, out, err = run([tools["nfs-cp"], local, url])
+        rc, out, err = call([tools["nfs-cp"], local, url])
         while in_grace(rc, out, err):
-            rc, out, err = run([tools["nfs-cp"], local, url])
+            rc, out, err = call([tools["nfs-cp"], local, url])
         if rc != 0:
             step("write", False, "nfs-cp to %s: %s" % (url, (err or out).strip()))
             return result
         step("write", True, "wrote %s%s" % (name, " (after the server's grace period)" if waited[0] else ""))
-        rc, out, err = run([tools["nfs-cat"], url])
+        rc, out, err = call([tools["nfs-cat"], url])
         while in_grace(rc, out, err):
-            rc, out, err = run([tools["nfs-cat"], url])
+            rc, out, err = call([tools["nfs-cat"], url])
         if rc != 0 or out != token:
             step("read", False, "nfs-cat %s: %s" % (url, (err or out).strip() if rc else "other content than written"))
             return result
@@ -464,14 +652,14 @@ def userspace_check(run, which, server, export, version, uid, gid, port=2049, ti
         os.unlink(local)
     while True:
         try:
-            libnfs_factory().unlink(server, export, name, version, uid, gid, timeout * 1000)
+            libnfs_factory().unlink(server, export, name, version, uid, gid, timeout * 1000, port=port)
             break
         except NfsError as exc:
             if in_grace(1, "", exc.msg):
                 continue
             step("delete", False, exc.msg)
             return result
-    rc, out, err = run([tools["nfs-ls"], result["url"]])
+    rc, out, err = call([tools["nfs-ls"], result["url"]])
     if rc != 0 or name in out:
         step("delete", False, "%s is still listed after the delete" % name if rc == 0 else (err or out).strip())
         return result
@@ -537,29 +725,62 @@ def _rmdirs(created):
             pass
 
 
+def _port_opt(opts):
+    """The port=N mount option (None when absent); NfsError when it is not a port number."""
+    for name, value in opts:
+        if name == "port":
+            if not (value or "").isdigit() or not 0 < int(value) < 65536:
+                raise NfsError("opts: port=%s is not a port number (1-65535); leave it out for NFS's 2049." % value)
+            return int(value)
+    return None
+
+
+def validate_params(p):
+    """Every check of the options, in one place, before anything is read or changed: NfsError
+    naming the option, saying what is wrong and what to do. Returns the checked values
+    {"path", "server", "export", "opts", "port"}."""
+    path = check_path(p["path"])
+    server = export = None
+    if p["src"] is not None:
+        server, export = parse_src(p["src"])
+    opts = parse_opts(p["opts"])
+    port = _port_opt(opts)
+    for name in ("dump", "passno", "probe_uid", "probe_gid"):
+        if p[name] < 0:
+            raise NfsError("%s: must not be negative (it is %s)." % (name, p[name]))
+    if p["timeout"] <= 0:
+        raise NfsError("timeout: %s is not a number of seconds greater than 0; give how long each network step may "
+                       "take (default 30)." % p["timeout"])
+    fstab = p["fstab"]
+    if not fstab or not os.path.isabs(fstab):
+        raise NfsError("fstab: %r is not an absolute path; give the fstab file's full path (default /etc/fstab)."
+                       % (fstab,))
+    if os.path.isdir(fstab):
+        raise NfsError("fstab: %s is a directory; give the path of the fstab file itself." % fstab)
+    directory = os.path.dirname(fstab)
+    if not os.path.isdir(directory):
+        raise NfsError("fstab: the directory %s of %s does not exist; create it first, or give an fstab path in an "
+                       "existing directory." % (directory, fstab))
+    return {"path": path, "server": server, "export": export, "opts": opts, "port": port or 2049}
+
+
+def _fstab_type(line):
+    fields = line.split()
+    return fields[2] if len(fields) >= 3 else None
+
+
 def run_nfs_media(module):
     p = module.params
-    path = os.path.normpath(p["path"])
     state = p["state"]
-    result = {"changed": False, "path": path, "state": state, "actions": []}
-    if not os.path.isabs(path):
-        module.fail_json(msg="path: %r is not an absolute path." % p["path"], **result)
+    result = {"changed": False, "path": p["path"], "state": state, "actions": []}
     try:
-        opts = parse_opts(p["opts"])
-        server = export = None
-        if p["src"] is not None:
-            server, export = parse_src(p["src"])
+        checked = validate_params(p)
     except NfsError as exc:
-        module.fail_json(msg=exc.msg, **result)
-    for name, value in (("dump", p["dump"]), ("passno", p["passno"]), ("probe_uid", p["probe_uid"]),
-                        ("probe_gid", p["probe_gid"])):
-        if value < 0:
-            module.fail_json(msg="%s: must not be negative." % name, **result)
+        module.fail_json(msg=exc.msg + " Nothing was changed.", **result)
+    path, server, export, opts = checked["path"], checked["server"], checked["export"], checked["opts"]
     result["opts"] = opts_text(opts)
 
     fstab_path = p["fstab"]
-    if os.path.isdir(fstab_path):
-        module.fail_json(msg="fstab: %s is a directory." % fstab_path, **result)
     fstab_before = _files.read_text(fstab_path)
     if state in ("mounted", "present"):
         line = fstab_line(p["src"], path, p["fstype"], opts, p["dump"], p["passno"])
@@ -570,14 +791,26 @@ def run_nfs_media(module):
         fstab_after, old = fstab_before or "", []
     fstab_changed = (fstab_after or "") != (fstab_before or "") and not (state == "absent" and not old)
     result["fstab_entry"] = line if state in ("mounted", "present") else None
+
+    live = find_mount(parse_mountinfo(_read(PROC_MOUNTINFO)), path)
+    result["mount_before"] = _public_mount(live)
+    # Only NFS is ours: another file system mounted at path, or another fstab entry for it, is left alone.
+    if live is not None and live["fstype"] not in NFS_TYPES:
+        module.fail_json(msg="path: %s is mounted as %s (from %s), not NFS; nfs_media only mounts, remounts or unmounts "
+                             "NFS there. Unmount it yourself if it should go, or choose another path. Nothing was changed."
+                             % (path, live["fstype"], live["source"]), **result)
+    for raw in old:
+        if _fstab_type(raw) not in NFS_TYPES:
+            module.fail_json(msg="fstab: %s has an entry of type %s for %s, not NFS (%s); nfs_media only replaces or "
+                                 "removes NFS entries. Remove that line yourself if it should go, or choose another path. Nothing "
+                                 "was changed." % (fstab_path, _fstab_type(raw) or "malformed", path, raw.strip()),
+                             **result)
+
     if fstab_changed:
         result["actions"].append("fstab: %s %s" % ("set" if state in ("mounted", "present") else "remove", path))
     if module._diff:
         result["diff"] = {"before": fstab_before or "", "after": fstab_after if fstab_changed else (fstab_before or ""),
                           "before_header": fstab_path, "after_header": fstab_path}
-
-    live = find_mount(parse_mountinfo(_read(PROC_MOUNTINFO)), path)
-    result["mount_before"] = _public_mount(live)
 
     def write_fstab():
         if fstab_changed and not module.check_mode:
@@ -589,8 +822,8 @@ def run_nfs_media(module):
 
     def do_userspace(write):
         check = userspace_check(
-            module.run_command, module.get_bin_path, server, export,
-            libnfs_version(opts), p["probe_uid"], p["probe_gid"], port=_port(opts), timeout=p["timeout"],
+            lambda argv: run_with_deadline(argv, p["timeout"]), module.get_bin_path, server, export,
+            libnfs_version(opts), p["probe_uid"], p["probe_gid"], port=checked["port"], timeout=p["timeout"],
             write=write)
         result["userspace_check"] = check
         return check
@@ -611,7 +844,7 @@ def run_nfs_media(module):
         if live is not None:
             result["actions"].append("umount %s" % path)
             if not module.check_mode:
-                _umount(module, path, result)
+                _umount(module, path, p["timeout"], result)
         write_fstab()
         result["changed"] = bool(result["actions"])
         return result
@@ -644,9 +877,6 @@ def run_nfs_media(module):
         if not same_source(live["source"], p["src"]):
             diffs = diffs + [{"option": "src", "wanted": p["src"], "live": live["source"]}]
             result["option_differences"] = diffs
-        if live["fstype"] not in ("nfs", "nfs4"):
-            module.fail_json(msg="%s is already a %s mount of %s, not NFS: unmount it first." %
-                             (path, live["fstype"], live["source"]), **result)
         remount = bool(diffs)
         if remount:
             result["actions"].append("remount %s (%s)" % (path, ", ".join(d["option"] for d in diffs)))
@@ -668,9 +898,9 @@ def run_nfs_media(module):
                 module.fail_json(msg="cannot create mount point %s: %s" % (path, exc), **result)
         write_fstab()
         if remount:
-            _umount(module, path, result, on_error=restore_fstab)
+            _umount(module, path, p["timeout"], result, on_error=restore_fstab)
         mount_bin = module.get_bin_path("mount", required=True)
-        rc, out, err = module.run_command([mount_bin, "-t", p["fstype"], "-o", opts_text(opts), p["src"], path])
+        rc, out, err = _run(module, [mount_bin, "-t", p["fstype"], "-o", opts_text(opts), p["src"], path], p["timeout"])
         if rc != 0:
             restore_fstab()
             _rmdirs(created)
@@ -700,16 +930,17 @@ def run_nfs_media(module):
     return result
 
 
-def _port(opts):
-    for name, value in opts:
-        if name == "port" and value and value.isdigit() and int(value) > 0:
-            return int(value)
-    return 2049
+def _run(module, argv, timeout):
+    """mount and umount with the deadline; a timeout is (rc None, "", why)."""
+    try:
+        return run_with_deadline(argv, timeout)
+    except NfsTimeout as exc:
+        return None, "", exc.msg
 
 
-def _umount(module, path, result, on_error=None):
+def _umount(module, path, timeout, result, on_error=None):
     umount_bin = module.get_bin_path("umount", required=True)
-    rc, out, err = module.run_command([umount_bin, path])
+    rc, out, err = _run(module, [umount_bin, path], timeout)
     if rc != 0:
         if on_error:
             on_error()

@@ -118,7 +118,8 @@ options:
     default: true
   wait_timeout:
     description:
-      - Seconds to wait for O(wait).
+      - Seconds to wait for O(wait), at least 1. A smaller value fails the task before anything is
+        read or run, also in check mode.
     type: int
     default: 120
   cli:

@@ -49,11 +49,21 @@ options:
   src:
     description:
       - The share, V(SERVER:/EXPORT) (an IPv6 server as V([ADDR]:/EXPORT)).
+      - SERVER must be a host name (letters, digits, C(-) and C(_) in dot-separated labels, not starting
+        with C(-)) or an IP address; EXPORT an absolute path. Neither may contain whitespace or control
+        characters (they would break the fstab line); anything else is refused before anything is changed.
       - Required when O(state=mounted) or O(state=present).
     type: str
   path:
     description:
-      - Mount point on the host (absolute). Bind-mount it into the containers at C(/usr/local/wamedia).
+      - Mount point on the host. Bind-mount it into the containers at C(/usr/local/wamedia).
+      - Must be absolute and in normal form (no trailing or double slash, no C(.) or C(..) parts), without
+        whitespace or control characters, and must not be a system directory, also after following symbolic
+        links; V(/), the top-level directories (C(/usr), C(/var), C(/etc), C(/home), C(/mnt), C(/tmp), ...),
+        their standard subdirectories (C(/usr/local), C(/var/lib), C(/var/lib/docker), ...), and anything
+        inside C(/proc), C(/sys), C(/dev), C(/boot), C(/etc), C(/bin), C(/sbin), C(/lib*), C(/usr/bin),
+        C(/usr/sbin), C(/usr/lib*), C(/usr/include) or C(/usr/share) are refused. Use a directory of its own
+        such as V(/mnt/wamedia).
     type: path
     required: true
   state:
@@ -62,6 +72,9 @@ options:
       - V(present) only writes the fstab entry.
       - V(unmounted) unmounts, leaving the fstab as it is.
       - V(absent) unmounts and removes the fstab entry (the mount point directory is kept).
+      - The module only acts on NFS (C(nfs), C(nfs4)). When another file system is mounted at O(path)
+        (C(/proc/self/mountinfo)), or the fstab has a non-NFS entry for it, every state fails saying what
+        is there and changes nothing.
     type: str
     choices: [mounted, present, unmounted, absent]
     default: mounted
@@ -79,6 +92,7 @@ options:
   fstab:
     description:
       - The fstab file to manage (another file is useful for tests).
+      - An absolute path in an existing directory; the file itself is created when missing.
     type: path
     default: /etc/fstab
   dump:
@@ -118,7 +132,10 @@ options:
     default: false
   timeout:
     description:
-      - Seconds for each network step of the userspace check and for the read-write probe.
+      - Seconds, greater than 0, that each step may take, that is the connection and each libnfs tool call
+        and delete of the userspace check, the read-write probe, and C(mount) and C(umount). A step still
+        running then is killed (with its process group) and the task fails naming it, also in check mode,
+        so a server that accepts connections and never answers cannot hold the task.
     type: int
     default: 30
 requirements:

@@ -423,3 +423,51 @@ def test_wait_for_a_service_without_any_container():
     with pytest.raises(compose.ComposeError) as err:
         compose.wait_until_up(fake, "p", ["web"], 3, sleep=clock.sleep, clock=clock.time)
     assert "no container of service(s) web appeared within 3s" in err.value.msg
+
+
+# --- option checks (issue #17): in one place, before Docker is asked anything ------------------
+
+class Failed(Exception):
+    pass
+
+
+class BareModule:
+    """Only what run_compose_stack reaches before its first Docker call."""
+
+    def __init__(self, params, check_mode=False):
+        self.params = dict((k, v.get("default")) for k, v in compose.compose_argument_spec().items())
+        self.params.update(params)
+        self.check_mode = check_mode
+        self.warnings = []
+
+    def fail_json(self, **kw):
+        raise Failed(kw)
+
+    def warn(self, msg):
+        self.warnings.append(msg)
+
+    def run_command(self, *args, **kw):
+        raise AssertionError(f"no command may run: {args!r}")
+
+    def get_bin_path(self, *args, **kw):
+        raise AssertionError("no CLI may be looked up")
+
+
+@pytest.mark.parametrize("value", [0, -1, -120])
+@pytest.mark.parametrize("check_mode", [False, True])
+def test_wait_timeout_below_one_is_a_clear_error_before_anything(tmp_path, value, check_mode):
+    # also in check mode on a fresh host (project_src missing), which used to skip the check
+    module = BareModule({"project_src": str(tmp_path / "not-yet"), "wait_timeout": value}, check_mode=check_mode)
+    with pytest.raises(Failed) as err:
+        compose.run_compose_stack(module)
+    assert err.value.args[0]["msg"] == (
+        f"wait_timeout: {value} is too small; it must be at least 1, the seconds to wait for the containers "
+        "(default 120).")
+    assert err.value.args[0]["changed"] is False and module.warnings == []
+
+
+def test_validate_params_accepts_the_defaults_and_every_numeric_option_is_known():
+    params = dict((k, v.get("default")) for k, v in compose.compose_argument_spec().items())
+    compose.validate_params(params)
+    numeric = {k for k, v in compose.compose_argument_spec().items() if v.get("type") in ("int", "float")}
+    assert numeric == set(compose.NUMBER_OPTIONS)

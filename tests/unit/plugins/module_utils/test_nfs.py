@@ -4,6 +4,7 @@ kernel NFS detection, the userspace check, and the kernel mount path with a fake
 from __future__ import annotations
 
 import os
+import shutil
 
 import pytest
 from ansible_collections.wabiz.cluster.plugins.module_utils import _nfs as nfs
@@ -37,6 +38,7 @@ MI_THIS_HOST = (  # this project's CI VM, Linux 6.18 (no NFS)
     "24 27 0:6 / /dev rw,relatime - devtmpfs devtmpfs rw,size=12334460k,nr_inodes=3083615,mode=755\n")
 
 DEFAULTS = nfs.parse_opts(nfs.DEFAULT_OPTS)
+REAL_RUN = nfs.run_with_deadline  # the fake module's tests replace it
 
 
 # --- src, opts, fstab ----------------------------------------------------------------------
@@ -260,7 +262,7 @@ class FakeServer:
         server = self
 
         class Lib:
-            def unlink(self, host, export, name, version, uid, gid, timeout_ms):
+            def unlink(self, host, export, name, version, uid, gid, timeout_ms, port=2049):
                 if "unlink" in server.fail:
                     raise nfs.NfsError("unlink {}: {}".format(name, server.fail["unlink"]))
                 del server.files[name]
@@ -430,6 +432,7 @@ def make(tmp_path, monkeypatch, **kw):
     params.update(kw.pop("params", {}))
     module = FakeModule(tmp_path, params, **kw)
     monkeypatch.setattr(nfs, "PROC_MOUNTINFO", str(module.mountinfo))
+    monkeypatch.setattr(nfs, "run_with_deadline", lambda argv, timeout: module.run_command(argv))
     return module
 
 
@@ -578,3 +581,311 @@ def test_bad_input_fails_before_touching_anything(kernel_with_nfs, monkeypatch, 
         nfs.run_nfs_media(module)
     assert fragment in err.value.args[0]["msg"]
     assert (tmp / "fstab").read_text() == FSTAB and module.commands == []
+
+
+# --- bad input (issue #17): each is refused naming the option, before anything is read or changed --
+
+@pytest.mark.parametrize(
+    "path",
+    ["/", "/usr", "/var", "/etc", "/home", "/boot", "/proc", "/sys", "/dev", "/run", "/tmp", "/mnt", "/var/lib",
+     "/usr/local", "/var/lib/docker", "/proc/1", "/sys/fs/cgroup", "/dev/shm", "/boot/efi", "/etc/ssl", "/usr/lib/x"],
+)
+def test_check_path_refuses_system_directories(path):
+    with pytest.raises(nfs.NfsError) as err:
+        nfs.check_path(path)
+    assert err.value.msg.startswith(f"path: {path} is a system directory")
+    assert "/mnt/wamedia" in err.value.msg  # what to do instead
+
+
+@pytest.mark.parametrize(
+    "path, fragment",
+    [("relative/dir", "not an absolute path"), ("", "not an absolute path"), ("-o", "not an absolute path"),
+     ("/srv/wamedia/", "write it as '/srv/wamedia'"), ("//srv/wamedia", "write it as '/srv/wamedia'"),
+     ("/srv//wamedia", "write it as '/srv/wamedia'"), ("/srv/./wamedia", "not in normal form"),
+     ("/srv/x/../../etc", "write it as '/etc'"), ("/srv/wa media", "whitespace"), ("/srv/wamedia\n", "whitespace"),
+     ("/srv/wa\tmedia", "whitespace")],
+)
+def test_check_path_refuses_unnormalised_and_odd_paths(path, fragment):
+    with pytest.raises(nfs.NfsError) as err:
+        nfs.check_path(path)
+    assert err.value.msg.startswith("path:") and fragment in err.value.msg
+
+
+@pytest.mark.parametrize("path", ["/mnt/wamedia", "/srv/wamedia", "/usr/local/wamedia", "/var/lib/wamedia",
+                                  "/home/wa/media", "/data", "/opt/whatsapp/media"])
+def test_check_path_accepts_dedicated_directories(path):
+    assert nfs.check_path(path) == path
+
+
+def test_check_path_follows_symbolic_links(tmp_path):
+    (tmp_path / "root-link").symlink_to("/")
+    with pytest.raises(nfs.NfsError) as err:
+        nfs.check_path(str(tmp_path / "root-link"))
+    assert "(a link to /) is a system directory" in err.value.msg
+
+
+@pytest.mark.parametrize(
+    "src, fragment",
+    [("-oremount:/media", "starts with '-'"), ("--help:/media", "starts with '-'"),
+     ("999.1.1.1:/media", "not a valid IPv4 address"), ("10.0.0:/media", "not a valid IPv4 address"),
+     ("nfs..example:/media", "not a host name"), ("nfs-.example:/media", "not a host name"),
+     ("nfs/x:/media", "not a host name"), ("nfs;rm:/media", "not a host name"), ("a" * 64 + ".example:/m", "not a host name"),
+     ("[nfs.example]:/media", "not an IPv6 address"), ("[fe80::1%eth 0]:/m", "zone"),
+     ("fd00::1:/media", "brackets"), ("nfs:-o/media", "must be an absolute path"), ("nfs:media", "absolute"),
+     ("nfs:/me dia", "whitespace"), ("nfs:/media\n", "whitespace"), ("nfs\n:/media", "whitespace"),
+     ("nfs\t:/media", "whitespace"), (":/media", "server is empty")],
+)
+def test_parse_src_refuses_bad_server_and_export(src, fragment):
+    with pytest.raises(nfs.NfsError) as err:
+        nfs.parse_src(src)
+    assert err.value.msg.startswith("src:") and fragment in err.value.msg
+
+
+@pytest.mark.parametrize(
+    "src, server",
+    [("nfs-1.example.internal:/media", "nfs-1.example.internal"), ("localhost:/x", "localhost"),
+     ("NAS_01:/media", "NAS_01"), ("nfs.example.:/m", "nfs.example."), ("[fe80::1%eth0]:/m", "fe80::1%eth0"),
+     ("[::1]:/m", "::1"), ("192.168.1.107:/storage_pool/shared", "192.168.1.107")],
+)
+def test_parse_src_accepts_host_names_and_addresses(src, server):
+    assert nfs.parse_src(src)[0] == server
+
+
+def test_nfs_url_carries_another_port():
+    assert nfs.nfs_url("10.0.0.5", "/media", 4, 0, 0, port=20490).endswith("?version=4&uid=0&gid=0&nfsport=20490")
+
+
+@pytest.mark.parametrize(
+    "params, fragment",
+    [({"path": "/"}, "path: / is a system directory"), ({"path": "/var"}, "path: /var is a system directory"),
+     ({"src": "-oremount,rw:/media"}, "src: server '-oremount,rw' starts with '-'"),
+     ({"src": "10.0.0.1:/me dia"}, "src: the export '/me dia' contains whitespace"),
+     ({"timeout": 0}, "timeout: 0 is not a number of seconds greater than 0"),
+     ({"timeout": -5}, "timeout: -5 is not a number of seconds greater than 0"),
+     ({"probe_uid": -1}, "probe_uid: must not be negative (it is -1)"),
+     ({"opts": "hard,port=abc"}, "opts: port=abc is not a port number"),
+     ({"opts": "hard,port=70000"}, "opts: port=70000 is not a port number"),
+     ({"fstab": "relative/fstab"}, "fstab: 'relative/fstab' is not an absolute path")],
+)
+def test_bad_input_names_the_option_and_changes_nothing(kernel_with_nfs, monkeypatch, params, fragment):
+    tmp = kernel_with_nfs
+    (tmp / "fstab").write_text(FSTAB)
+    module = make(tmp, monkeypatch, params=params)
+    with pytest.raises(Failed) as err:
+        nfs.run_nfs_media(module)
+    assert fragment in err.value.args[0]["msg"]
+    assert err.value.args[0]["msg"].endswith("Nothing was changed.")
+    assert (tmp / "fstab").read_text() == FSTAB and module.commands == []
+    assert not (tmp / "srv").exists()
+
+
+@pytest.mark.parametrize("state", ["mounted", "present", "absent", "unmounted"])
+def test_fstab_in_a_missing_directory_is_a_clear_error(kernel_with_nfs, monkeypatch, state):
+    tmp = kernel_with_nfs
+    fstab = tmp / "nope" / "fstab"
+    module = make(tmp, monkeypatch, params={"fstab": str(fstab), "state": state})
+    with pytest.raises(Failed) as err:
+        nfs.run_nfs_media(module)
+    assert err.value.args[0]["msg"].startswith(f"fstab: the directory {tmp / 'nope'} of {fstab} does not exist;")
+    assert not (tmp / "nope").exists() and module.commands == []
+
+
+EXT4_LIVE = "30 22 8:17 / {path} rw,relatime shared:9 - ext4 /dev/sdb1 rw,errors=remount-ro"
+ROOT_LIVE = "25 1 8:2 / / rw,relatime shared:1 - ext4 /dev/sda2 rw,errors=remount-ro"
+
+
+@pytest.mark.parametrize("state", ["absent", "unmounted", "mounted", "present"])
+def test_a_non_nfs_mount_at_path_is_left_alone(kernel_with_nfs, monkeypatch, state):
+    tmp = kernel_with_nfs
+    path = tmp / "srv" / "wamedia"
+    path.mkdir(parents=True)
+    line = nfs.fstab_line("10.0.0.1:/media", str(path), "nfs", DEFAULTS)
+    (tmp / "fstab").write_text(FSTAB + line + "\n")
+    module = make(tmp, monkeypatch, live_line=EXT4_LIVE.format(path=path), params={"state": state})
+    with pytest.raises(Failed) as err:
+        nfs.run_nfs_media(module)
+    kw = err.value.args[0]
+    assert kw["msg"].startswith(f"path: {path} is mounted as ext4 (from /dev/sdb1), not NFS;")
+    assert "Nothing was changed." in kw["msg"]
+    assert kw["mount_before"]["fstype"] == "ext4"
+    assert module.commands == [] and (tmp / "fstab").read_text() == FSTAB + line + "\n"
+
+
+@pytest.mark.parametrize("state", ["absent", "present", "mounted"])
+def test_a_non_nfs_fstab_entry_for_path_is_left_alone(kernel_with_nfs, monkeypatch, state):
+    tmp = kernel_with_nfs
+    path = tmp / "data"
+    content = FSTAB + f"UUID=4e5f6a7b {path} ext4 defaults 0 2\n"
+    (tmp / "fstab").write_text(content)
+    module = make(tmp, monkeypatch, params={"state": state, "path": str(path)})
+    with pytest.raises(Failed) as err:
+        nfs.run_nfs_media(module)
+    msg = err.value.args[0]["msg"]
+    assert msg.startswith(f"fstab: {tmp / 'fstab'} has an entry of type ext4 for {path}, not NFS (UUID=4e5f6a7b {path} ext4")
+    assert module.commands == [] and (tmp / "fstab").read_text() == content
+
+
+def test_absent_unmounts_and_removes_an_nfs4_mount(kernel_with_nfs, monkeypatch):
+    tmp = kernel_with_nfs
+    path = tmp / "srv" / "wamedia"
+    path.mkdir(parents=True)
+    (tmp / "fstab").write_text(FSTAB + f"10.0.0.1:/media {path} nfs4 {nfs.DEFAULT_OPTS} 0 0\n")
+    live = MI_K8S_NFS41.replace("/kaiwudb/certs", str(path))
+    module = make(tmp, monkeypatch, live_line=ROOT_LIVE + "\n" + live, params={"state": "absent", "src": None})
+    result = nfs.run_nfs_media(module)
+    assert result["changed"] is True and module.commands == [["/bin/umount", str(path)]]
+    assert (tmp / "fstab").read_text() == FSTAB
+
+
+# --- deadlines: nothing may outlast the timeout ------------------------------------------------
+
+def test_run_with_deadline_kills_the_whole_process_group(tmp_path):
+    import time
+
+    pidfile = tmp_path / "pid"
+    start = time.monotonic()
+    with pytest.raises(nfs.NfsTimeout) as err:
+        nfs.run_with_deadline(["sh", "-c", f"sleep 60 & echo $! > {pidfile}; sleep 60"], 1)
+    assert time.monotonic() - start < 3
+    assert "sh did not finish within 1s and was killed" in err.value.msg
+    grandchild = int(pidfile.read_text())
+    time.sleep(0.2)
+    try:
+        with open(f"/proc/{grandchild}/stat") as f:  # killed with its group: gone, or a zombie until reaped
+            assert f.read().rsplit(")", 1)[1].split()[0] == "Z"
+    except FileNotFoundError:
+        pass
+
+
+def test_run_with_deadline_returns_output_and_status():
+    assert nfs.run_with_deadline(["sh", "-c", "echo out; echo err >&2; exit 3"], 5) == (3, "out\n", "err\n")
+    rc, out, err = nfs.run_with_deadline(["/nonexistent/tool"], 5)
+    assert rc == 127 and "cannot run /nonexistent/tool" in err
+
+
+def test_call_with_deadline_kills_a_stuck_call():
+    import time
+
+    assert nfs.call_with_deadline(lambda: None, 5) is None
+    assert nfs.call_with_deadline(lambda: "it broke", 5) == "it broke"
+    start = time.monotonic()
+    with pytest.raises(nfs.NfsTimeout):
+        nfs.call_with_deadline(lambda: time.sleep(60), 1)
+    assert time.monotonic() - start < 3
+
+
+@pytest.fixture()
+def silent_server():
+    """A throwaway TCP listener on 127.0.0.1 that accepts connections and never answers."""
+    import socket
+    import threading
+
+    s = socket.socket()
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    s.bind(("127.0.0.1", 0))
+    s.listen(16)
+    conns = []
+    stop = threading.Event()
+
+    def accept():
+        s.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                conns.append(s.accept()[0])
+            except OSError:
+                continue
+
+    t = threading.Thread(target=accept, daemon=True)
+    t.start()
+    yield s.getsockname()[1]
+    stop.set()
+    t.join()
+    for c in conns:
+        c.close()
+    s.close()
+
+
+needs_nfs_ls = pytest.mark.skipif(not shutil.which("nfs-ls"), reason="nfs-ls (libnfs-utils) is not installed")
+
+
+@needs_nfs_ls
+@pytest.mark.parametrize("write", [False, True])
+def test_userspace_check_against_a_silent_server_fails_within_the_timeout(silent_server, write):
+    import time
+
+    start = time.monotonic()
+    result = nfs.userspace_check(lambda argv: nfs.run_with_deadline(argv, 2), shutil.which, "127.0.0.1", "/media", 4,
+                                 0, 0, port=silent_server, timeout=2, write=write)
+    assert time.monotonic() - start < 2 + 1.5
+    bad = nfs.failed_step(result)
+    assert bad["step"] == "list"
+    assert "nfs-ls did not finish within 2s and was killed (the server accepts connections but does not answer?)" \
+        in bad["detail"]
+    assert f"nfsport={silent_server}" in result["url"]
+
+
+def _libnfs_or_skip():
+    try:
+        return nfs.LibNfs()
+    except nfs.NfsError as exc:
+        pytest.skip(exc.msg)
+
+
+def test_libnfs_unlink_against_a_silent_server_fails_within_the_timeout(silent_server):
+    import time
+
+    lib = _libnfs_or_skip()
+    start = time.monotonic()
+    with pytest.raises(nfs.NfsError) as err:
+        lib.unlink("127.0.0.1", "/media", "x", 4, 0, 0, 2000, port=silent_server)
+    assert time.monotonic() - start < 2 + 1.5
+    assert err.value.msg.startswith("unlink x:") or err.value.msg.startswith("mount 127.0.0.1:/media:")
+
+
+class RealToolsModule(FakeModule):
+    def get_bin_path(self, name, required=False):
+        return shutil.which(name)
+
+
+@needs_nfs_ls
+@pytest.mark.parametrize("check_mode", [True, False])
+def test_module_userspace_check_against_a_silent_server_fails_within_the_timeout(tmp_path, monkeypatch, silent_server,
+                                                                                  check_mode):
+    import time
+
+    (tmp_path / "fstab").write_text(FSTAB)
+    params = {"src": "127.0.0.1:/media", "path": str(tmp_path / "srv" / "wamedia"), "fstab": str(tmp_path / "fstab"),
+              "state": "present", "userspace_check": True, "timeout": 2,
+              "opts": f"{nfs.DEFAULT_OPTS},port={silent_server}"}
+    module = RealToolsModule(tmp_path, params, check_mode=check_mode)
+    monkeypatch.setattr(nfs, "PROC_MOUNTINFO", str(module.mountinfo))
+    start = time.monotonic()
+    with pytest.raises(Failed) as err:
+        nfs.run_nfs_media(module)
+    assert time.monotonic() - start < 2 + 1.5
+    msg = err.value.args[0]["msg"]
+    assert msg.startswith("userspace check of 127.0.0.1:/media failed at 'list': nfs-ls nfs://127.0.0.1/media?")
+    assert "did not finish within 2s and was killed" in msg and msg.endswith("(fstab left as it was)")
+    assert (tmp_path / "fstab").read_text() == FSTAB
+
+
+def test_rw_probe_is_killed_at_the_timeout_also_as_the_same_user(tmp_path, monkeypatch):
+    import time
+
+    monkeypatch.setattr(nfs, "_probe_here", lambda path, token: time.sleep(60))
+    start = time.monotonic()
+    err = nfs.rw_probe(str(tmp_path), os.getuid(), os.getgid(), timeout=1)
+    assert time.monotonic() - start < 3
+    assert err == "the probe did not finish within 1s (a hard NFS mount whose server does not answer?)"
+
+
+def test_mount_that_hangs_is_killed_and_everything_restored(kernel_with_nfs, monkeypatch):
+    tmp = kernel_with_nfs
+    (tmp / "fstab").write_text(FSTAB)
+    module = make(tmp, monkeypatch, params={"timeout": 1})
+    monkeypatch.setattr(nfs, "run_with_deadline", lambda argv, timeout: REAL_RUN(["sleep", "30"], timeout))
+    with pytest.raises(Failed) as err:
+        nfs.run_nfs_media(module)
+    assert "failed (fstab restored, created directories removed): sleep did not finish within 1s" in \
+        err.value.args[0]["msg"]
+    assert (tmp / "fstab").read_text() == FSTAB and not (tmp / "srv").exists()
