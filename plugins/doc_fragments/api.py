@@ -14,7 +14,11 @@ options:
   api_url:
     description:
       - Base URL of a webapp of the cluster, for example V(https://wa.example.internal:9090).
-      - A URL without a scheme gets C(https://).
+      - A URL without a scheme gets C(https://). Only C(https://) and C(http://) are accepted, and the URL must not
+        hold a user name or password (use O(api_username) and O(api_password)).
+      - When something answers there but not as the WhatsApp Business API (another protocol, a closed connection,
+        an HTML page, JSON of another shape), the task fails with C(failure_kind=bad_response) and a sentence that
+        starts with C(api_url ... did not answer as the WhatsApp Business API).
     type: str
     required: true
   api_username:
@@ -49,6 +53,8 @@ options:
       - File where the Bearer token is kept (mode C(0600)) and reused by later tasks until a day before it
         expires, so that each task does not log in again. Keyed by O(api_url) and O(api_username).
       - Without it the token is reused only within one task.
+      - It must name a file (not a directory) that this user may read and write, or that can be created (missing
+        folders are created with mode C(0700)).
     type: path
   validate_certs:
     description:
@@ -58,16 +64,24 @@ options:
   ca_path:
     description:
       - PEM file of the CA (or the self-signed certificate) to verify the webapp's certificate with.
+      - The file must exist and hold a PEM certificate; otherwise the task fails before anything is contacted.
     type: path
   api_timeout:
     description:
-      - Seconds to wait for each API answer.
+      - Seconds to wait for each API answer; more than V(0) and at most V(3600).
     type: float
     default: 10
   api_retries:
     description:
       - How many times a request is retried after a connection error or a C(503) answer (with back-off).
-        TLS verification failures are never retried.
+        TLS verification failures and answers that are not the API's are never retried.
+      - V(0) to V(10). A request therefore ends after at most O(api_retries) + 1 tries of O(api_timeout) each,
+        with at most 2 seconds between tries.
     type: int
     default: 2
+notes:
+  - Every option is checked before anything is contacted. A bad value (a negative or non-finite number, a
+    O(ca_path) that does not exist, an O(api_token_cache) that is a directory...) fails the task with
+    C(failure_kind=invalid_option) and a message that names the option, says what is wrong and what to set;
+    nothing is changed, and no password, key or token is ever shown.
 """

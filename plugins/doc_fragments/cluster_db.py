@@ -23,7 +23,9 @@ options:
     default: 127.0.0.1
   db_port:
     description:
-      - TCP port of the database server. Defaults to V(3306) (MySQL) or V(5432) (PostgreSQL).
+      - TCP port of the database server, V(1) to V(65535). Defaults to V(3306) (MySQL) or V(5432) (PostgreSQL).
+      - When something else answers there, the task fails with C(failure_kind=bad_response)
+        (C(HOST:PORT did not answer as a MySQL server)).
     type: int
   db_user:
     description:
@@ -40,7 +42,7 @@ options:
     default: ""
   db_connect_timeout:
     description:
-      - Seconds to wait for the database connection.
+      - Seconds to wait for the database connection; more than V(0) and at most V(3600).
     type: float
     default: 5
 requirements:

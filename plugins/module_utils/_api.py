@@ -13,7 +13,12 @@
   with back-off on connection errors and 503 answers.
 - Every failure is an ApiError with a ``kind`` (``unreachable``, ``tls``, ``timeout``,
   ``auth``, ``password_change_required``, ``forbidden``, ``not_found``, ``invalid``,
-  ``unavailable``, ``http``, ``bad_response``) and one sentence that never holds a secret.
+  ``unavailable``, ``http``, ``bad_response``, ``token_cache``) and one sentence that never holds
+  a secret. ``bad_response`` covers an ``api_url`` that answers but not as the WhatsApp Business
+  API (garbage, a closed connection, HTML, JSON of another shape).
+- ``check_options(module, rules)``: the one validator of the shared API and database options
+  (and of each module's own numbers), run right after AnsibleModule is built, before anything is
+  contacted: a bad value fails with the option's name, what is wrong and what to do.
 
 Only ansible.module_utils.urls (open_url) is used: the hosts may lack ``requests``.
 """
@@ -25,13 +30,16 @@ __metaclass__ = type
 import base64
 import hashlib
 import json
+import math
 import os
 import socket
 import ssl
 import tempfile
 import time
 
+from ansible.module_utils.six.moves import http_client
 from ansible.module_utils.six.moves.urllib.error import HTTPError, URLError
+from ansible.module_utils.six.moves.urllib.parse import urlsplit
 from ansible.module_utils.urls import Request, make_context
 
 try:
@@ -40,6 +48,8 @@ except ImportError:  # pragma: no cover
     SSLValidationError = ssl.SSLError
 
 TOKEN_REFRESH_MARGIN = 300  # seconds: a cached token this close to expiry is renewed
+MAX_RETRIES = 10  # api_retries: each retry waits at most 2 s plus api_timeout, so a call is always bounded
+MAX_TIMEOUT = 3600.0  # api_timeout, db_connect_timeout: an hour at most (and never NaN or infinite)
 
 
 def api_argument_spec():
@@ -57,6 +67,148 @@ def api_argument_spec():
         api_timeout=dict(type="float", default=10.0),
         api_retries=dict(type="int", default=2),
     )
+
+
+def option_rule(name, low, high, hint, low_open=False, whole=False):
+    """One rule of check_options: ``low <= value <= high`` (``low < value`` with ``low_open``; ``high``
+    None for no ceiling); ``hint`` says what the option is for, ending the message."""
+    return {"name": name, "low": low, "high": high, "hint": hint, "low_open": low_open, "whole": whole}
+
+
+def seconds_rule(name, high, hint):
+    """More than 0 and at most ``high`` seconds."""
+    return option_rule(name, 0, high, hint, low_open=True)
+
+
+# The shared options, checked whenever the module has them (every cluster module has both groups).
+COMMON_RULES = (
+    seconds_rule("api_timeout", MAX_TIMEOUT, "the seconds to wait for each API answer, for example 10"),
+    option_rule("api_retries", 0, MAX_RETRIES, "how many times a failed request is tried again, for example 2",
+                whole=True),
+    seconds_rule("db_connect_timeout", MAX_TIMEOUT, "the seconds to wait for the database connection, for example 5"),
+    option_rule("db_port", 1, 65535, "the database server's TCP port, or leave it unset for the engine's default",
+                whole=True),
+)
+
+
+def _number_problem(rule, value):
+    """The sentence of what is wrong with ``value`` under ``rule``, or None."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return "must be a number, not %r" % (value,)
+    if isinstance(value, float) and (math.isnan(value) or math.isinf(value)):
+        return "must be a finite number (got %s)" % value
+    low, high = rule["low"], rule["high"]
+    if rule["low_open"] and not value > low:
+        return "must be more than %s (got %s)" % (_num(low), _num(value))
+    if not rule["low_open"] and not value >= low:
+        return "must be %s or more (got %s)" % (_num(low), _num(value))
+    if high is not None and value > high:
+        return "must be at most %s (got %s)" % (_num(high), _num(value))
+    return None
+
+
+def _num(v):
+    return ("%d" % v) if isinstance(v, int) or float(v).is_integer() and abs(v) < 1e15 else ("%g" % v)
+
+
+def _url_problem(url):
+    """What is wrong with api_url (None when it is usable); never echoes a password held in it."""
+    if not url or not url.strip():
+        return "api_url is empty: set the webapp's URL, for example https://wa.example.internal:9090."
+    base = url.strip()
+    if "://" not in base:
+        base = "https://" + base
+    try:
+        parts = urlsplit(base)
+        port = parts.port
+    except ValueError as exc:
+        return "api_url is not a valid URL (%s): use https://HOST:PORT, for example https://wa.example.internal:9090." \
+            % exc
+    if parts.scheme not in ("http", "https"):
+        return "api_url must start with https:// (or http://), not %s://: use https://HOST:PORT." % parts.scheme
+    if "@" in parts.netloc:
+        return ("api_url must not hold a user name or password: remove them from the URL and set api_username and "
+                "api_password instead.")
+    if not parts.hostname:
+        return "api_url names no host: use https://HOST:PORT, for example https://wa.example.internal:9090."
+    if port is not None and port == 0:
+        return "api_url's port must be 1 to 65535 (got 0): use the webapp's port, for example 9090."
+    return None
+
+
+def _ca_path_problem(path):
+    if not os.path.exists(path):
+        return ("ca_path %s: file not found. Set ca_path to the PEM file of the CA that signed the webapp's "
+                "certificate (or leave it unset to use the system's CAs)." % path)
+    if not os.path.isfile(path):
+        return "ca_path %s is not a file (a directory?): set it to a PEM file of the CA certificate." % path
+    if not os.access(path, os.R_OK):
+        return "ca_path %s cannot be read by this user: make it readable, or copy the CA where it can be read." % path
+    try:
+        ssl.create_default_context(cafile=path)
+    except (ssl.SSLError, ValueError, OSError) as exc:
+        return ("ca_path %s holds no PEM CA certificate (%s): set it to the CA certificate in PEM form "
+                "(-----BEGIN CERTIFICATE-----)." % (path, str(exc) or type(exc).__name__))
+    return None
+
+
+def _token_cache_problem(path):
+    if os.path.isdir(path):
+        return ("api_token_cache %s is a directory: it must name a file, for example %s." % (
+            path, os.path.join(path, "tokens.json")))
+    if os.path.exists(path) and not os.path.isfile(path):
+        return "api_token_cache %s is not a regular file: name a file, for example ~/.cache/wabiz/tokens.json." % path
+    if os.path.exists(path) and not os.access(path, os.R_OK | os.W_OK):
+        return "api_token_cache %s cannot be read and written by this user: fix its owner, or name another file." % path
+    folder = os.path.dirname(os.path.abspath(path))
+    while not os.path.exists(folder):  # the folders that do not exist yet are created at the first write
+        parent = os.path.dirname(folder)
+        if parent == folder:
+            break
+        folder = parent
+    if not os.path.isdir(folder):
+        return "api_token_cache %s cannot be created: %s is not a directory. Name a file in a directory." % (
+            path, folder)
+    if not os.access(folder, os.W_OK | os.X_OK):
+        return "api_token_cache %s cannot be created: this user may not write in %s. Name a file in a writable " \
+            "directory." % (path, folder)
+    return None
+
+
+def option_problems(params, rules=()):
+    """Every problem with the shared API and DB options and with ``rules`` (option_rule()s of the
+    module's own numbers) as sentences; pure apart from looking at the named files."""
+    problems = []
+    for rule in tuple(COMMON_RULES) + tuple(rules):
+        if rule["name"] not in params or params[rule["name"]] is None:
+            continue
+        problem = _number_problem(rule, params[rule["name"]])
+        if problem is None and rule["whole"] and params[rule["name"]] != int(params[rule["name"]]):
+            problem = "must be a whole number (got %s)" % params[rule["name"]]
+        if problem:
+            problems.append("%s %s: set %s." % (rule["name"], problem, rule["hint"]))
+    if "api_url" in params:
+        url = _url_problem(params["api_url"])
+        if url:
+            problems.append(url)
+    if params.get("ca_path"):
+        ca = _ca_path_problem(params["ca_path"])
+        if ca:
+            problems.append(ca)
+    if params.get("api_token_cache"):
+        cache = _token_cache_problem(params["api_token_cache"])
+        if cache:
+            problems.append(cache)
+    return problems
+
+
+def check_options(module, rules=()):
+    """The one validator every cluster module calls right after AnsibleModule is built: fails the
+    task, before anything is contacted or changed, naming each bad option, what is wrong with it
+    and what to set instead (``failure_kind=invalid_option``). Never echoes a secret."""
+    problems = option_problems(module.params, rules)
+    if problems:
+        module.fail_json(msg=" ".join(problems), failure_kind="invalid_option")
 
 
 class ApiError(Exception):
@@ -114,10 +266,48 @@ def map_http_error(method, url, status, body):
     return ApiError("http", "%s failed with HTTP %s%s." % (where, status, said), status, code, body)
 
 
+# TLS errors that mean the other end does not speak TLS (a plain-HTTP port, another protocol, a
+# listener that closes at once), not that its certificate failed verification.
+_NOT_TLS_MARKERS = ("WRONG_VERSION_NUMBER", "wrong version number", "record layer failure", "HTTP_REQUEST",
+                    "http request", "UNKNOWN_PROTOCOL", "unknown protocol", "PACKET_LENGTH_TOO_LONG",
+                    "packet length too long", "UNEXPECTED_EOF", "EOF occurred in violation of protocol",
+                    "unexpected eof")
+
+
+# The listener took the connection and then dropped it: something answers there, not as the API.
+_CLOSED = (http_client.RemoteDisconnected, ConnectionResetError, ConnectionAbortedError, BrokenPipeError)
+
+
+def base_of(url):
+    """scheme://host:port of a URL (the api_url a message names)."""
+    try:
+        parts = urlsplit(url)
+        return "%s://%s" % (parts.scheme, parts.netloc.rpartition("@")[2]) if parts.netloc else url
+    except ValueError:
+        return url
+
+
+def not_the_api(url, what):
+    """The ApiError for an api_url that answers, but not as the WhatsApp Business API."""
+    return ApiError("bad_response", "api_url %s did not answer as the WhatsApp Business API (%s): check that api_url "
+                    "names a webapp of the cluster, with the right host, port and scheme (https:// or http://)."
+                    % (base_of(url), what))
+
+
 def map_transport_error(method, url, exc, ca_path=None):
     """The ApiError for an exception raised before any HTTP answer."""
     reason = getattr(exc, "reason", exc)
     text = str(reason)
+    if isinstance(reason, _CLOSED):
+        return not_the_api(url, "%s %s: the connection was closed without an HTTP answer (%s)" % (
+            method, url, text or type(reason).__name__))
+    if isinstance(reason, http_client.HTTPException):
+        return not_the_api(url, "%s %s: the answer is not HTTP: %r" % (method, url, _short(
+            " ".join(text.split()) or type(reason).__name__, 80)))
+    if isinstance(reason, ssl.SSLError) and not isinstance(reason, ssl.CertificateError) and \
+            any(m in text for m in _NOT_TLS_MARKERS):
+        return not_the_api(url, "%s %s: no TLS handshake (%s); an http:// webapp needs http:// in api_url"
+                           % (method, url, text))
     if isinstance(reason, (ssl.SSLError, ssl.CertificateError)) or isinstance(exc, SSLValidationError) \
             or "CERTIFICATE_VERIFY_FAILED" in text or "certificate verify failed" in text:
         hint = ("the CA in ca_path (%s) did not verify it" % ca_path) if ca_path else \
@@ -165,7 +355,7 @@ class WabizApi(object):
     ``opener`` (for tests) replaces open_url."""
 
     def __init__(self, params, opener=None, sleep=time.sleep, check_mode=False):
-        self.base = params["api_url"].rstrip("/")
+        self.base = params["api_url"].strip().rstrip("/")
         if not self.base.startswith(("http://", "https://")):
             self.base = "https://" + self.base
         self.username = params.get("api_username") or "admin"
@@ -177,7 +367,9 @@ class WabizApi(object):
         self.validate_certs = params.get("validate_certs", True)
         self.ca_path = params.get("ca_path")
         self.timeout = float(params.get("api_timeout") or 10)
-        self.retries = max(0, int(params.get("api_retries") if params.get("api_retries") is not None else 2))
+        # check_options refuses values out of range; these bounds keep a caller that skipped it safe
+        self.retries = min(MAX_RETRIES, max(0, int(params.get("api_retries") if params.get("api_retries") is not None
+                                                else 2)))
         self.open = opener or open_url
         if opener is None:
             tls_context(self.validate_certs, self.ca_path, for_run=True)
@@ -192,8 +384,10 @@ class WabizApi(object):
         return self.base + path
 
     def raw(self, method, path, body=None, headers=None, timeout=None, base=None):
-        """(status, parsed JSON or text) of one request with retries; raises ApiError on transport
-        failures (after the retries) but returns HTTP error answers as they are."""
+        """(status, parsed JSON) of one request with retries; raises ApiError on transport failures
+        (after the retries) and when the answer is not the API's (not HTTP, closed, a body that is not
+        JSON), but returns HTTP error answers as they are. At most api_retries + 1 tries, each bounded
+        by the timeout, with at most 2 s between them: every call has a deadline."""
         url = (base.rstrip("/") if base else self.base) + path
         data = json.dumps(body).encode("utf-8") if body is not None else None
         hdrs = {"Accept": "application/json"}
@@ -207,26 +401,46 @@ class WabizApi(object):
                                  validate_certs=self.validate_certs, ca_path=self.ca_path,
                                  follow_redirects="none", use_proxy=False, force_basic_auth=False)
                 status, payload = getattr(resp, "status", None) or resp.getcode(), resp.read()
+                content_type = _content_type(resp)
             except HTTPError as exc:
                 status = exc.code
+                content_type = _content_type(exc)
                 try:
                     payload = exc.read()
                 except Exception:
                     payload = b""
-            except (URLError, socket.error, socket.timeout, ssl.SSLError, SSLValidationError, ConnectionError) \
-                    as exc:
-                err = map_transport_error(method, url, exc, self.ca_path)
-                if err.kind != "tls" and attempt < self.retries:
+            except (URLError, socket.error, socket.timeout, ssl.SSLError, SSLValidationError, ConnectionError,
+                    http_client.HTTPException) as exc:
+                err = self._scrubbed(map_transport_error(method, url, exc, self.ca_path))
+                # garbage and a TLS refusal stay as they are; a closed connection may be a restart
+                retry = err.kind not in ("tls", "bad_response") or isinstance(getattr(exc, "reason", exc), _CLOSED)
+                if retry and attempt < self.retries:
                     attempt += 1
                     self.sleep(min(2.0, 0.3 * 2 ** attempt))
                     continue
                 raise err from None
+            except (ValueError, UnicodeError) as exc:  # a URL that the HTTP library cannot use
+                raise ApiError("unreachable", "cannot use api_url %s: %s. Use https://HOST:PORT." % (
+                    base_of(url), exc)) from None
             parsed = _parse(payload)
             if status == 503 and attempt < self.retries:
                 attempt += 1
                 self.sleep(min(2.0, 0.3 * 2 ** attempt))
                 continue
+            if isinstance(parsed, str):
+                raise not_the_api(url, self.redact("%s %s answered HTTP %s with %s, not JSON: %r" % (
+                    method, url, status, content_type or "a body", _short(parsed, 120)))) from None
             return status, parsed
+
+    def redact(self, text):
+        """``text`` without any secret of this client (as given, in a Basic header, or as a token)."""
+        secrets = [v for v in (self.password, self.new_password, self.api_key, self.token) if v]
+        for pw in (self.password, self.new_password):
+            if pw:
+                secrets.append(self._basic(pw).split(" ", 1)[1])
+        for secret in sorted(set(secrets), key=len, reverse=True):
+            text = text.replace(secret, "********")
+        return text
 
     # -- auth -----------------------------------------------------------------------------
     def _cache_key(self):
@@ -255,27 +469,33 @@ class WabizApi(object):
             self._write_cache_all(data)
 
     def _write_cache_all(self, data):
-        """Atomic 0600 write of the token cache (it holds secrets)."""
+        """Atomic 0600 write of the token cache (it holds secrets); an ApiError when it cannot be written."""
         folder = os.path.dirname(os.path.abspath(self.token_cache))
-        if not os.path.isdir(folder):
-            os.makedirs(folder, 0o700)
-        fd, tmp = tempfile.mkstemp(dir=folder, prefix=".wabiz-token-")
+        tmp = None
         try:
+            if not os.path.isdir(folder):
+                os.makedirs(folder, 0o700)
+            fd, tmp = tempfile.mkstemp(dir=folder, prefix=".wabiz-token-")
             os.fchmod(fd, 0o600)
             with os.fdopen(fd, "w") as fh:
                 json.dump(data, fh)
             os.rename(tmp, self.token_cache)
-        except Exception:
-            if os.path.exists(tmp):
+        except (IOError, OSError) as exc:
+            if tmp and os.path.exists(tmp):
                 os.unlink(tmp)
-            raise
+            raise ApiError("token_cache", "cannot write api_token_cache %s (%s): name a file in a directory this "
+                           "user may write, or leave api_token_cache unset." % (
+                               self.token_cache, exc.strerror or type(exc).__name__)) from None
 
     def cached_token(self):
         entry = self._read_cache().get(self._cache_key())
-        if isinstance(entry, dict) and entry.get("token") and float(entry.get("expires", 0)) > \
-                time.time() + TOKEN_REFRESH_MARGIN:
-            return entry["token"]
-        return None
+        if not isinstance(entry, dict) or not isinstance(entry.get("token"), str) or not entry["token"]:
+            return None
+        try:
+            expires = float(entry.get("expires", 0))
+        except (TypeError, ValueError):  # a damaged entry: log in again and rewrite it
+            return None
+        return entry["token"] if expires > time.time() + TOKEN_REFRESH_MARGIN else None
 
     def _basic(self, password):
         cred = ("%s:%s" % (self.username, password)).encode("utf-8")
@@ -322,8 +542,11 @@ class WabizApi(object):
     def _got_token(self, payload):
         try:
             token = payload["users"][0]["token"]
+            if not isinstance(token, str) or not token:
+                raise TypeError(token)
         except (KeyError, IndexError, TypeError):
-            raise ApiError("bad_response", "the login answer holds no token: %r" % (_short(payload),)) from None
+            raise not_the_api(self.base, "the answer to POST /v1/users/login holds no token: %s" % (
+                self.redact(_short(json.dumps(payload, default=str))),)) from None
         self.logins += 1
         self.token = token
         self.token_source = "login"
@@ -338,12 +561,27 @@ class WabizApi(object):
         if cached:
             self.token, self.token_source = cached, "cache"
             return cached
-        return self.login()
+        try:
+            return self.login()
+        except ApiError as exc:
+            raise self._scrubbed(exc) from None
+
+    def _scrubbed(self, exc):
+        """``exc`` with every secret of this client taken out of its message (an answer may echo them)."""
+        exc.msg = self.redact(exc.msg)
+        exc.args = (exc.msg,)
+        return exc
 
     # -- calls ----------------------------------------------------------------------------
     def call(self, method, path, body=None, apikey_ok=False, expect=(200, 201)):
-        """JSON body of a successful call; ApiError otherwise. Uses Apikey when allowed and set,
-        else a Bearer token (logging in once more when a reused token was refused)."""
+        """JSON body of a successful call; ApiError otherwise (never holding a secret). Uses Apikey
+        when allowed and set, else a Bearer token (logging in once more when a reused token was refused)."""
+        try:
+            return self._call(method, path, body, apikey_ok, expect)
+        except ApiError as exc:
+            raise self._scrubbed(exc) from None
+
+    def _call(self, method, path, body, apikey_ok, expect):
         if apikey_ok and self.api_key:
             status, payload = self.raw(method, path, body, {"Authorization": "Apikey %s" % self.api_key})
         else:
@@ -355,21 +593,32 @@ class WabizApi(object):
                 status, payload = self.raw(method, path, body, {"Authorization": "Bearer %s" % self.login()})
         if status in expect:
             if not isinstance(payload, dict):
-                raise ApiError("bad_response", "%s %s answered %s with a body that is not a JSON object: %r"
-                               % (method, self.url(path), status, _short(payload)), status)
+                err = not_the_api(self.base, "%s %s answered %s with a body that is not a JSON object: %s" % (
+                    method, self.url(path), status, self.redact(_short(json.dumps(payload, default=str)))))
+                err.status = status
+                raise err
             return payload
         raise map_http_error(method, self.url(path), status, payload)
 
 
 def _parse(payload):
+    """The JSON value of a body (``{}`` when empty), or the text when it is not JSON."""
     if isinstance(payload, bytes):
         payload = payload.decode("utf-8", "replace")
-    if not payload:
+    if not payload or not payload.strip():
         return {}
     try:
         return json.loads(payload)
     except ValueError:
         return payload
+
+
+def _content_type(resp):
+    try:
+        headers = getattr(resp, "headers", None) or resp.info()
+        return (headers.get("Content-Type") or "").split(";")[0].strip() or None
+    except Exception:
+        return None
 
 
 def _short(value, limit=200):

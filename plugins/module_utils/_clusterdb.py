@@ -6,8 +6,10 @@
 Every statement comes from ``cluster_schema`` (the one home of the schema, shared with the
 stand-in); this file only connects (PyMySQL or psycopg2, autocommit, so times come from the
 database server's clock at each statement) and turns rows into dicts. Failures are
-ClusterDbError with a ``kind``: ``missing_library``, ``unreachable``, ``login_refused``,
-``no_database``, ``no_schema``, ``query_failed``; the message never holds the password.
+ClusterDbError with a ``kind``: ``missing_library``, ``unreachable``, ``bad_response`` (something
+answers at db_host:db_port, but not as the engine's server), ``login_refused``, ``no_database``,
+``no_schema``, ``query_failed``; the message never holds the password. The options themselves
+(db_connect_timeout, db_port) are checked by ``_api.check_options`` before a connection is tried.
 """
 
 from __future__ import absolute_import, division, print_function
@@ -31,6 +33,9 @@ DEFAULT_PORTS = {"mysql": 3306, "postgresql": 5432}
 _MYSQL_LOGIN_ERRORS = (1044, 1045, 1130, 1698)
 _MYSQL_UNKNOWN_DB = 1049
 _MYSQL_NO_TABLE = 1146
+# psycopg2's words when the other end does not speak the PostgreSQL protocol
+_PG_NOT_POSTGRES = ("invalid response to ssl negotiation", "expected authentication request", "unsupported frontend",
+                    "invalid length of startup packet")
 
 
 def cluster_db_argument_spec():
@@ -101,6 +106,8 @@ class ClusterDb(object):
         except pymysql.err.MySQLError as exc:
             code = exc.args[0] if exc.args else None
             text = exc.args[1] if len(exc.args) > 1 else str(exc)
+            if not isinstance(code, int):  # "Packet sequence number wrong" and the like: not a MySQL greeting
+                raise self._not_the_server(text or str(exc) or type(exc).__name__) from None
             if code == _MYSQL_UNKNOWN_DB:
                 raise ClusterDbError("no_database", self._no_db_msg()) from None
             if code in _MYSQL_LOGIN_ERRORS:
@@ -108,6 +115,13 @@ class ClusterDb(object):
                                      "db_user and db_password." % (self.where, self.user, code, text)) from None
             raise ClusterDbError("unreachable", "cannot reach the %s (error %s: %s): is it running, and are db_host "
                                  "and db_port right?" % (self.where, code, text)) from None
+        except Exception as exc:  # PyMySQL parsing a greeting that is not MySQL's (struct.error, IndexError...)
+            raise self._not_the_server("%s: %s" % (type(exc).__name__, exc)) from None
+
+    def _not_the_server(self, detail):
+        detail = detail.replace(self.password, "********") if self.password else detail
+        return ClusterDbError("bad_response", "%s:%s did not answer as a %s server (%s): check db_engine, db_host and "
+                              "db_port." % (self.host, self.port, ENGINE_NAMES[self.engine], detail))
 
     def _connect_pgsql(self):
         try:
@@ -119,6 +133,8 @@ class ClusterDb(object):
             low = text.lower()
             if "database" in low and "does not exist" in low:
                 raise ClusterDbError("no_database", self._no_db_msg()) from None
+            if any(m in low for m in _PG_NOT_POSTGRES):
+                raise self._not_the_server(text) from None
             if "password authentication failed" in low or "no pg_hba.conf entry" in low or \
                     ("role" in low and "does not exist" in low) or "password is required" in low:
                 raise ClusterDbError("login_refused", "the %s refused the login of user '%s' (%s): check db_user "

@@ -17,8 +17,8 @@ description:
     values that differ with C(PATCH /v1/settings/application); then reads the settings back and
     reports C(changed) from what it read.
   - Before anything is sent, checks that the resulting settings are sane
-    (C(1 <= heartbeat_interval < unhealthy_interval)); values not given keep their current value
-    in that check.
+    (C(1 <= heartbeat_interval < unhealthy_interval <= 3600)); values not given keep their current value
+    in that check. A value out of range fails the task with the option's name and changes nothing.
   - The webapp forwards the change to the primary master, which stores it under its lease and
     pushes it to every node.
 author:
@@ -43,16 +43,19 @@ options:
   heartbeat_interval:
     description:
       - Seconds between the masters' heartbeats to the coreapps (the API's default is V(5)).
+      - V(1) to V(3599); it must stay below O(unhealthy_interval).
     type: int
   unhealthy_interval:
     description:
       - Seconds without a heartbeat answer after which a coreapp is considered dead and its shard is
         moved (the API's default is V(30)). Must be greater than O(heartbeat_interval).
+      - V(2) to V(3600) (an hour); a longer time would leave a dead coreapp's shard without an owner for longer.
     type: int
   settings:
     description:
       - Other application settings, by name, sent as they are.
-      - O(heartbeat_interval) and O(unhealthy_interval) take precedence over the same keys here.
+      - O(heartbeat_interval) and O(unhealthy_interval) take precedence over the same keys here; when given here,
+        they are checked against the same ranges.
     type: dict
     default: {}
 notes:
@@ -100,15 +103,30 @@ changes:
   type: dict
   sample: {unhealthy_interval: 20}
 failure_kind:
-  description: Why the module failed (C(unreachable), C(auth), C(invalid), C(tls), C(not_applied)...).
+  description: Why the module failed (C(invalid_option), C(unreachable), C(bad_response), C(auth), C(invalid),
+    C(tls), C(not_applied)...).
   returned: failure
   type: str
   sample: auth
 """
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.wabiz.cluster.plugins.module_utils._api import ApiError, WabizApi, api_argument_spec
+from ansible_collections.wabiz.cluster.plugins.module_utils._api import (
+    ApiError,
+    WabizApi,
+    api_argument_spec,
+    check_options,
+    option_rule,
+)
 from ansible_collections.wabiz.cluster.plugins.module_utils._clusterdb import cluster_db_argument_spec
+
+# The module's bounds of the two timers (the API documents only their defaults, 5 and 30 s).
+MAX_INTERVAL = 3600
+RULES = (
+    option_rule("heartbeat_interval", 1, MAX_INTERVAL - 1, "the seconds between heartbeats, for example 5", whole=True),
+    option_rule("unhealthy_interval", 2, MAX_INTERVAL, "the seconds after which a silent coreapp is dead, for "
+                "example 30 (more than heartbeat_interval)", whole=True),
+)
 
 
 def desired_values(params):
@@ -131,6 +149,12 @@ def plan(current, want):
             problem = "%s must be a whole number of seconds, not %r" % (key, value)
     if problem is None and hb is not None and hb < 1:
         problem = "heartbeat_interval must be at least 1 second (got %s)" % hb
+    if problem is None and hb is not None and hb >= MAX_INTERVAL:
+        problem = "heartbeat_interval must be less than %d seconds (got %s)" % (MAX_INTERVAL, hb)
+    if problem is None and uh is not None and uh > MAX_INTERVAL:
+        problem = "unhealthy_interval must be at most %d seconds (an hour; got %s)" % (MAX_INTERVAL, uh)
+    if problem is None and uh is not None and uh < 2:
+        problem = "unhealthy_interval must be at least 2 seconds (got %s)" % uh
     if problem is None and hb is not None and uh is not None and uh <= hb:
         problem = ("unhealthy_interval (%s s) must be greater than heartbeat_interval (%s s): a coreapp would be "
                    "declared dead before it could answer one heartbeat" % (uh, hb))
@@ -143,9 +167,12 @@ def as_text(settings):
 
 def read(api):
     body = api.call("GET", "/v1/settings/application")
-    app = (body.get("settings") or {}).get("application")
+    settings = body.get("settings")
+    app = settings.get("application") if isinstance(settings, dict) else None
     if not isinstance(app, dict):
-        raise ApiError("bad_response", "GET /v1/settings/application answered without settings.application")
+        raise ApiError("bad_response", "api_url %s did not answer as the WhatsApp Business API (GET "
+                       "/v1/settings/application answered without settings.application): check that api_url names "
+                       "a webapp of the cluster." % api.base)
     return app
 
 
@@ -160,6 +187,7 @@ def main():
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True,
                            required_one_of=[("api_password", "api_new_password", "api_token"),
                                             ("heartbeat_interval", "unhealthy_interval", "settings")])
+    check_options(module, RULES)
     api = WabizApi(module.params, check_mode=module.check_mode)
     try:
         before = read(api)

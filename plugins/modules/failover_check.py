@@ -53,14 +53,14 @@ options:
     required: true
   heartbeat_threshold:
     description:
-      - Oldest acceptable database heartbeat of a node, in seconds.
+      - Oldest acceptable database heartbeat of a node, in seconds; more than V(0) and at most V(86400).
       - Defaults to V(120), the nodes' default C(WA_DB_DEAD_AFTER_SECONDS) (they write one every 60 s).
     type: float
     default: 120
   probe_timeout:
     description:
-      - Seconds each healthcheck probe may take. Each C(/v1/health) call may take two seconds more (the webapp
-        probes the nodes itself before it answers).
+      - Seconds each healthcheck probe may take; more than V(0) and at most V(600). Each C(/v1/health) call may take
+        two seconds more (the webapp probes the nodes itself before it answers).
     type: float
     default: 3
   fail_on_unhealthy:
@@ -70,12 +70,12 @@ options:
     default: true
   min_masters:
     description:
-      - How many masters must answer. HA needs two, one primary and one secondary to take over.
+      - How many masters must answer. HA needs two, one primary and one secondary to take over. V(0) or more.
     type: int
     default: 2
   min_spares:
     description:
-      - How many healthy coreapps must own no shard (spares for failover).
+      - How many healthy coreapps must own no shard (spares for failover). V(0) or more.
     type: int
     default: 1
   expected_nodes:
@@ -202,7 +202,8 @@ elapsed:
   type: float
   sample: 0.62
 failure_kind:
-  description: When the check itself could not run, why (C(unreachable), C(auth), C(login_refused), C(no_database)...).
+  description: When the check itself could not run, why (C(invalid_option), C(unreachable), C(bad_response), C(auth),
+    C(login_refused), C(no_database)...).
   returned: failure
   type: str
   sample: unreachable
@@ -215,9 +216,13 @@ from ansible_collections.wabiz.cluster.plugins.module_utils._api import (
     ApiError,
     WabizApi,
     api_argument_spec,
+    check_options,
     map_http_error,
+    not_the_api,
+    option_rule,
     parallel,
     probe_node,
+    seconds_rule,
 )
 from ansible_collections.wabiz.cluster.plugins.module_utils._clusterdb import (
     ClusterDb,
@@ -228,7 +233,14 @@ from ansible_collections.wabiz.cluster.plugins.module_utils._clusterdb import (
 )
 
 PROBED_KINDS = ("master", "coreapp")
-FATAL_API_ERRORS = ("auth", "forbidden", "tls", "unreachable")
+# Errors of the webapp the user named (api_url) that stop the check rather than become a finding.
+FATAL_API_ERRORS = ("auth", "forbidden", "tls", "unreachable", "bad_response")
+RULES = (
+    seconds_rule("heartbeat_threshold", 86400, "the oldest acceptable heartbeat in seconds, for example 120"),
+    seconds_rule("probe_timeout", 600, "the seconds each healthcheck probe may take, for example 3"),
+    option_rule("min_masters", 0, None, "how many masters must answer, for example 2", whole=True),
+    option_rule("min_spares", 0, None, "how many healthy coreapps must stay spare, for example 1", whole=True),
+)
 
 
 def _where(node):
@@ -504,9 +516,10 @@ def collect(params, api=None, db=None):
         except ApiError as exc:
             return {"ok": False, "error": exc.msg, "kind": exc.kind, "seconds": round(time.time() - started, 3)}
         if status != 200 or not isinstance(body, dict) or not isinstance(body.get("health"), dict):
-            err = map_http_error("GET", url + "/v1/health", status, body)
-            return {"ok": False, "error": err.msg, "kind": err.kind, "seconds": round(time.time() - started, 3),
-                    "status": status}
+            err = not_the_api(url, "GET %s/v1/health answered without a health object" % url) if status == 200 \
+                else map_http_error("GET", url + "/v1/health", status, body)
+            return {"ok": False, "error": api.redact(err.msg), "kind": err.kind,
+                    "seconds": round(time.time() - started, 3), "status": status}
         return {"ok": True, "health": body["health"], "version": (body.get("meta") or {}).get("version"),
                 "error": None, "seconds": round(time.time() - started, 3)}
 
@@ -545,6 +558,7 @@ def main():
     )
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True,
                            required_one_of=[("api_key", "api_password", "api_new_password", "api_token")])
+    check_options(module, RULES)
     started = time.time()
     try:
         data = collect(module.params, api=WabizApi(dict(module.params, api_retries=0), check_mode=module.check_mode))

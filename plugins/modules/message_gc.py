@@ -49,11 +49,13 @@ options:
   threshold:
     description:
       - Run another collection round while the messages table holds more rows than this.
+      - V(0) or more.
     type: int
     default: 10000000
   max_rounds:
     description:
-      - Most collection rounds in one run.
+      - Most collection rounds in one run, V(1) to V(100). V(0) is refused (to look without collecting, use check
+        mode).
     type: int
     default: 5
   mark_read:
@@ -64,12 +66,13 @@ options:
     default: false
   poll_interval:
     description:
-      - Seconds between status polls while the coreapps collect.
+      - Seconds between status polls while the coreapps collect; more than V(0) and at most V(600).
     type: float
     default: 1
   wait_timeout:
     description:
-      - Seconds one round may take before the module gives up.
+      - Seconds one round may take before the module gives up (the deadline of the polling loop; each poll also
+        ends within O(api_timeout)); more than V(0) and at most V(86400) (a day).
     type: float
     default: 3600
 notes:
@@ -148,7 +151,8 @@ elapsed_seconds:
   type: float
   sample: 41.9
 failure_kind:
-  description: Why the module failed (C(gc_failed), C(timeout), C(unreachable), C(auth)...).
+  description: Why the module failed (C(invalid_option), C(gc_failed), C(timeout), C(unreachable),
+    C(bad_response), C(auth)...).
   returned: failure
   type: str
   sample: gc_failed
@@ -157,7 +161,14 @@ failure_kind:
 import time
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
-from ansible_collections.wabiz.cluster.plugins.module_utils._api import ApiError, WabizApi, api_argument_spec
+from ansible_collections.wabiz.cluster.plugins.module_utils._api import (
+    ApiError,
+    WabizApi,
+    api_argument_spec,
+    check_options,
+    option_rule,
+    seconds_rule,
+)
 from ansible_collections.wabiz.cluster.plugins.module_utils._clusterdb import (
     ClusterDb,
     ClusterDbError,
@@ -167,6 +178,14 @@ from ansible_collections.wabiz.cluster.plugins.module_utils.cluster_schema impor
 
 COLLECTED_STATUSES = ("delivered", "read")
 FINISHED = ("completed", "skipped", "failed", "idle")
+MAX_ROUNDS = 100
+RULES = (
+    option_rule("threshold", 0, None, "the row count to stay under, for example 10000000", whole=True),
+    option_rule("max_rounds", 1, MAX_ROUNDS, "the most collection rounds of one run, for example 5 (use check mode "
+                "to count without collecting)", whole=True),
+    seconds_rule("poll_interval", 600, "the seconds between status polls, for example 1"),
+    seconds_rule("wait_timeout", 86400, "the seconds one round may take, for example 3600"),
+)
 
 
 def collectable(counts, mark_read):
@@ -192,21 +211,43 @@ def next_step(rows_after, threshold, deleted, round_no, max_rounds):
     return None
 
 
-def run_round(api, poll_interval, wait_timeout, sleep=time.sleep):
-    """One collection: PUT, then poll until every coreapp finished. {node: {status, deleted...}}."""
-    started = time.time()
-    body = api.call("PUT", "/v1/services/message/gc")
-    gc = body.get("gc") or {}
+def _gc_of(api, body, method):
+    """The ``gc`` object of a GC answer, ``{node: {status...}}`` (at the top, or under services.message
+    as the product's documents show it); bad_response when the answer holds none."""
+    services = body.get("services")
+    message = services.get("message") if isinstance(services, dict) else None
+    if "gc" in body:
+        gc = body["gc"] or {}
+    elif isinstance(message, dict) and "gc" in message:
+        gc = message["gc"] or {}
+    else:
+        gc = None
+    if not isinstance(gc, dict) or not all(isinstance(v, dict) for v in gc.values()):
+        raise ApiError("bad_response", "api_url %s did not answer as the WhatsApp Business API (%s "
+                       "/v1/services/message/gc answered without a gc object per coreapp): check that api_url names "
+                       "a webapp of the cluster." % (getattr(api, "base", "?"), method))
+    return gc
+
+
+def run_round(api, poll_interval, wait_timeout, sleep=time.sleep, clock=time.time):
+    """One collection: PUT, then poll until every coreapp finished. {node: {status, deleted...}}.
+    The polling ends at ``wait_timeout`` seconds after the PUT (a timeout ApiError), never later than
+    one poll interval and one call past it."""
+    started = clock()
+    deadline = started + float(wait_timeout)
+    gc = _gc_of(api, api.call("PUT", "/v1/services/message/gc"), "PUT")
     if not gc:
         raise ApiError("unavailable", "no coreapp took the garbage collection: no shard has an owner that serves "
                        "(check the cluster with wabiz.cluster.failover_check)")
     while not all_finished(gc):
-        if time.time() - started > wait_timeout:
-            raise ApiError("timeout", "the message garbage collection did not finish within %ss: %s" % (
-                wait_timeout, ", ".join("%s %s" % (k, (v or {}).get("status")) for k, v in sorted(gc.items()))))
-        sleep(poll_interval)
-        gc = (api.call("GET", "/v1/services/message/gc").get("gc") or {})
-    return gc, round(time.time() - started, 3)
+        left = deadline - clock()
+        if not left > 0:  # also stops on a NaN deadline
+            raise ApiError("timeout", "the message garbage collection did not finish within %ss: %s (raise "
+                           "wait_timeout, or look at the coreapps' logs)" % (wait_timeout, ", ".join(
+                               "%s %s" % (k, (v or {}).get("status")) for k, v in sorted(gc.items()))))
+        sleep(min(float(poll_interval), left))
+        gc = _gc_of(api, api.call("GET", "/v1/services/message/gc"), "GET")
+    return gc, round(clock() - started, 3)
 
 
 def main():
@@ -223,6 +264,7 @@ def main():
     )
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True,
                            required_one_of=[("api_password", "api_new_password", "api_token")])
+    check_options(module, RULES)
     p = module.params
     started = time.time()
     db = ClusterDb(p)

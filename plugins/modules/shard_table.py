@@ -57,7 +57,7 @@ options:
     choices: [1, 2, 4, 8, 16, 32]
   move_shard:
     description:
-      - The shard (0-based) to move to O(move_to).
+      - The shard (0-based) to move to O(move_to); V(0) to one less than the shard count.
     type: int
   move_to:
     description:
@@ -74,21 +74,24 @@ options:
   min_spares:
     description:
       - Healthy coreapps that must remain without a shard for failover when setting O(shards).
+      - V(0) or more (V(0) gives up failover for the new shards); a negative value is refused.
     type: int
     default: 1
   heartbeat_threshold:
     description:
-      - A coreapp whose database heartbeat is older than this many seconds is not healthy.
+      - A coreapp whose database heartbeat is older than this many seconds is not healthy; more than V(0) and at most
+        V(86400).
     type: float
     default: 120
   probe_timeout:
     description:
-      - Seconds each healthcheck probe may take.
+      - Seconds each healthcheck probe may take; more than V(0) and at most V(600).
     type: float
     default: 3
   wait_timeout:
     description:
-      - Seconds to wait for the new owners to serve after a change.
+      - Seconds to wait for the new owners to serve after a change (the deadline of that wait); more than V(0) and at
+        most V(86400).
     type: float
     default: 60
 notes:
@@ -182,7 +185,8 @@ move_method:
   type: str
   sample: database
 failure_kind:
-  description: Why the module failed (C(refused), C(unreachable), C(auth), C(no_database), C(timeout)...).
+  description: Why the module failed (C(invalid_option), C(refused), C(unreachable), C(bad_response), C(auth),
+    C(no_database), C(timeout)...).
   returned: failure
   type: str
   sample: refused
@@ -195,9 +199,12 @@ from ansible_collections.wabiz.cluster.plugins.module_utils._api import (
     ApiError,
     WabizApi,
     api_argument_spec,
+    check_options,
     open_url,
+    option_rule,
     parallel,
     probe_node,
+    seconds_rule,
 )
 from ansible_collections.wabiz.cluster.plugins.module_utils._clusterdb import (
     ClusterDb,
@@ -205,6 +212,15 @@ from ansible_collections.wabiz.cluster.plugins.module_utils._clusterdb import (
     cluster_db_argument_spec,
     fmt_age,
     render_table,
+)
+from ansible_collections.wabiz.cluster.plugins.module_utils.cluster_schema import MAX_SHARDS, VALID_SHARD_COUNTS
+
+RULES = (
+    option_rule("min_spares", 0, None, "how many healthy coreapps must stay spare, for example 1", whole=True),
+    option_rule("move_shard", 0, MAX_SHARDS - 1, "the 0-based number of the shard to move, for example 0", whole=True),
+    seconds_rule("heartbeat_threshold", 86400, "the oldest acceptable heartbeat in seconds, for example 120"),
+    seconds_rule("probe_timeout", 600, "the seconds each healthcheck probe may take, for example 3"),
+    seconds_rule("wait_timeout", 86400, "the seconds to wait for the new owners to serve, for example 60"),
 )
 
 
@@ -253,6 +269,11 @@ def compute_plan(map_rows, core_rows, want_shards, move_shard, move_to, min_spar
     current = len(map_rows)
     healthy = sorted(c["node"] for c in core_rows if c["healthy"])
     plan = []
+    if min_spares is None or min_spares < 0:
+        raise Refused("min_spares must be 0 or more (got %s): set how many healthy coreapps must stay spare, for "
+                      "example 1" % min_spares)
+    if want_shards is not None and want_shards not in VALID_SHARD_COUNTS:
+        raise Refused("shards must be one of %s (got %s)" % (", ".join(map(str, VALID_SHARD_COUNTS)), want_shards))
     if want_shards is not None and want_shards != current:
         need = want_shards + min_spares
         if len(healthy) < need:
@@ -316,7 +337,7 @@ def main():
     argument_spec["db_engine"]["required"] = True
     argument_spec["db_user"]["required"] = True
     argument_spec.update(
-        shards=dict(type="int", choices=[1, 2, 4, 8, 16, 32]),
+        shards=dict(type="int", choices=list(VALID_SHARD_COUNTS)),
         move_shard=dict(type="int"),
         move_to=dict(type="str"),
         move_method=dict(type="str", choices=["auto", "api", "database"], default="auto"),
@@ -327,6 +348,7 @@ def main():
     )
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True,
                            required_together=[("move_shard", "move_to")])
+    check_options(module, RULES)
     p = module.params
     db = ClusterDb(p)
     result = {"changed": False}

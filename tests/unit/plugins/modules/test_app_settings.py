@@ -38,3 +38,34 @@ def test_insane_timers_are_refused_against_the_current_values(want, words):
 def test_diff_text_is_sorted_key_value_lines():
     assert m.as_text({"unhealthy_interval": 30, "heartbeat_interval": 5}) == \
         "heartbeat_interval: 5\nunhealthy_interval: 30\n"
+
+
+@pytest.mark.parametrize("want, words", [
+    ({"heartbeat_interval": 10**9}, "heartbeat_interval must be less than 3600 seconds (got 1000000000)"),
+    ({"unhealthy_interval": 10**9}, "unhealthy_interval must be at most 3600 seconds (an hour; got 1000000000)"),
+    ({"heartbeat_interval": 10**9, "unhealthy_interval": 10**9 + 1}, "heartbeat_interval must be less than 3600"),
+    ({"heartbeat_interval": -5}, "heartbeat_interval must be at least 1 second (got -5)"),
+    ({"heartbeat_interval": 1, "unhealthy_interval": 1}, "unhealthy_interval must be at least 2 seconds (got 1)"),
+    ({"heartbeat_interval": 3, "unhealthy_interval": 3}, "unhealthy_interval (3 s) must be greater than"),
+    ({"heartbeat_interval": 10, "unhealthy_interval": 5}, "unhealthy_interval (5 s) must be greater than "
+                                                          "heartbeat_interval (10 s)"),
+])
+def test_timers_out_of_range_are_refused(want, words):
+    _changes, _after, problem = m.plan(CURRENT, want)
+    assert problem is not None and words in problem
+
+
+def test_the_limits_themselves_are_accepted():
+    for want in ({"heartbeat_interval": 1, "unhealthy_interval": 2}, {"heartbeat_interval": 3599,
+                                                                      "unhealthy_interval": 3600}):
+        assert m.plan(CURRENT, want)[2] is None
+
+
+def test_the_option_rules_match_the_plan_limits():
+    from ansible_collections.wabiz.cluster.plugins.module_utils._api import option_problems
+
+    assert option_problems({"heartbeat_interval": 3600}, m.RULES) == [
+        "heartbeat_interval must be at most 3599 (got 3600): set the seconds between heartbeats, for example 5."]
+    assert option_problems({"heartbeat_interval": 0, "unhealthy_interval": 3601}, m.RULES)[1].startswith(
+        "unhealthy_interval must be at most 3600 (got 3601)")
+    assert option_problems({"heartbeat_interval": 5, "unhealthy_interval": 30}, m.RULES) == []

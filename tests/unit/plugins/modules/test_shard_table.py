@@ -84,3 +84,24 @@ def test_table_lists_shards_and_spares():
     assert lines[1].split() == ["0", "c1", "3", "connected", "0.4s"]
     assert lines[-1] == "spare coreapps: c3"
     assert st.map_text(m) == "shard 0: c1\nshard 1: c2\n"
+
+
+def test_negative_min_spares_never_plans_more_shards_than_coreapps():
+    s = state({0: "c1"}, ["c1", "c2", "c3"])
+    with pytest.raises(st.Refused, match=r"min_spares must be 0 or more \(got -10\)"):
+        plan_of(s, shards=8, min_spares=-10)
+    with pytest.raises(st.Refused, match="refusing to set 8 shards: the cluster has 3 healthy coreapp"):
+        plan_of(s, shards=8, min_spares=0)
+    assert plan_of(s, shards=2, min_spares=0) == ["set the shard count from 1 to 2"]
+
+
+@pytest.mark.parametrize("shards", [0, 3, 64, -1])
+def test_a_shard_count_outside_the_valid_counts_is_refused(shards):
+    with pytest.raises(st.Refused, match="shards must be one of 1, 2, 4, 8, 16, 32"):
+        plan_of(state({0: "c1"}, ["c1", "c2", "c3"]), shards=shards)
+
+
+def test_the_shards_choices_are_the_schema_s_valid_counts():
+    from ansible_collections.wabiz.cluster.plugins.module_utils.cluster_schema import VALID_SHARD_COUNTS
+
+    assert st.VALID_SHARD_COUNTS == VALID_SHARD_COUNTS == (1, 2, 4, 8, 16, 32)
