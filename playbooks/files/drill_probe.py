@@ -24,6 +24,21 @@ import urllib.error
 import urllib.request
 
 
+def tls_context(insecure: bool, ca: str | None) -> ssl.SSLContext:
+    """Verify the webapps' certificates (with the CA file ``ca``, else the system's CAs) unless
+    ``insecure``, which the drill passes only when the inventory sets wabiz_api_validate_certs false."""
+    if insecure and ca:
+        raise SystemExit("give --insecure or --ca, not both")
+    if insecure:
+        ctx = ssl.create_default_context()
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+        return ctx
+    if ca and not os.path.isfile(ca):
+        raise SystemExit(f"--ca {ca}: no such file (the CA that signed the webapps' certificates)")
+    return ssl.create_default_context(cafile=ca or None)
+
+
 class Api:
     """A small client of the webapp's REST API (Bearer login, first-login password change)."""
 
@@ -31,10 +46,7 @@ class Api:
                  ca: str | None, timeout: float):
         self.url = url.rstrip("/")
         self.timeout = timeout
-        self.ctx = ssl.create_default_context(cafile=ca)
-        if insecure:
-            self.ctx.check_hostname = False
-            self.ctx.verify_mode = ssl.CERT_NONE
+        self.ctx = tls_context(insecure, ca)
         self.token = self._login(user, password, initial_password)
 
     def call(self, method: str, path: str, body: object = None, headers: dict | None = None,
@@ -367,8 +379,8 @@ def main(argv: list[str]) -> int:
     for p in (r, pl):
         p.add_argument("--api", required=True, action="append", help="a webapp's URL; repeat for several")
         p.add_argument("--user", default="admin")
-        p.add_argument("--insecure", action="store_true")
-        p.add_argument("--ca")
+        p.add_argument("--insecure", action="store_true", help="do not verify TLS certificates (test clusters only)")
+        p.add_argument("--ca", help="CA file to verify the webapps' certificates with (default: the system's CAs)")
         p.add_argument("--timeout", type=float, default=5.0)
     args = ap.parse_args(argv)
     return {"run": run, "analyze": analyze, "plan": plan}[args.cmd](args)

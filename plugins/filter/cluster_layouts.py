@@ -16,6 +16,12 @@ description:
     host's inventory variables and else from O(defaults).
   - Reads the whole inventory, not only the hosts of the current run, so a run with C(--limit) is
     judged against the whole cluster.
+  - For the settings that O(defaults) has a value for, also returns each host's C(settings) (C(wabiz_db_host),
+    C(wabiz_heartbeat_interval), C(wabiz_unhealthy_interval), C(wabiz_media_source), C(wabiz_media_nfs_server),
+    and of the secrets C(wabiz_db_password) and C(wabiz_admin_password) only whether they are set, never
+    their value).
+  - A count or port that is not a whole number is returned as it is, for
+    P(wabiz.cluster.layout_problems#filter) to name it.
 positional: _input, hostvars, defaults
 options:
   _input:
@@ -29,7 +35,8 @@ options:
   defaults:
     description:
       - Values for hosts that do not set them, with keys C(wabiz_master_instances),
-        C(wabiz_coreapp_instances), C(wabiz_webapp_instances), C(wabiz_node_base_port), C(wabiz_webapp_port).
+        C(wabiz_coreapp_instances), C(wabiz_webapp_instances), C(wabiz_node_base_port), C(wabiz_webapp_port),
+        and optionally the settings to judge (a secret may be given as a bool, whether it is set).
     type: dict
     required: true
 """
@@ -42,11 +49,15 @@ EXAMPLES = r"""
 
 RETURN = r"""
 _value:
-  description: Host name to layout (C(kinds), C(instances), C(base_port), C(webapp_port), C(address)).
+  description: Host name to layout (C(kinds), C(instances), C(base_port), C(webapp_port), C(address), C(settings)).
   type: dict
 """
 
 KINDS = ("master", "coreapp", "webapp")
+# Per-host settings the preflight judges; the secrets are carried only as whether they are set.
+SETTINGS = ("wabiz_db_host", "wabiz_db_password", "wabiz_admin_password", "wabiz_heartbeat_interval",
+            "wabiz_unhealthy_interval", "wabiz_media_source", "wabiz_media_nfs_server")
+SECRETS = ("wabiz_db_password", "wabiz_admin_password")
 
 
 def _get(hv, key, default):
@@ -55,6 +66,22 @@ def _get(hv, key, default):
     except (KeyError, TypeError):
         return default
     return default if value is None else value
+
+
+def _int(value):
+    """An int when ``value`` is a whole number, else ``value`` itself (layout_problems names it)."""
+    if isinstance(value, bool):
+        return value
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return value
+
+
+def _is_set(value):
+    if isinstance(value, bool):
+        return value
+    return value is not None and bool(str(value).strip())
 
 
 def cluster_layouts(groups, hostvars, defaults):
@@ -69,13 +96,21 @@ def cluster_layouts(groups, hostvars, defaults):
         hv = hostvars[host]
         out[host] = {
             "kinds": [kind for kind in KINDS if host in members[kind]],
-            "instances": {kind: int(_get(hv, "wabiz_%s_instances" % kind, defaults["wabiz_%s_instances" % kind]))
+            "instances": {kind: _int(_get(hv, "wabiz_%s_instances" % kind, defaults["wabiz_%s_instances" % kind]))
                           for kind in KINDS},
-            "base_port": int(_get(hv, "wabiz_node_base_port", defaults["wabiz_node_base_port"])),
-            "webapp_port": int(_get(hv, "wabiz_webapp_port", defaults["wabiz_webapp_port"])),
+            "base_port": _int(_get(hv, "wabiz_node_base_port", defaults["wabiz_node_base_port"])),
+            "webapp_port": _int(_get(hv, "wabiz_webapp_port", defaults["wabiz_webapp_port"])),
             "address": str(_get(hv, "wabiz_external_hostname", None) or _get(hv, "testbed_address", None)
                            or _get(hv, "ansible_host", None) or host),
         }
+        settings = {}
+        for key in SETTINGS:
+            if key not in defaults:
+                continue
+            value = _get(hv, key, defaults[key])
+            settings[key] = _is_set(value) if key in SECRETS else value
+        if settings:
+            out[host]["settings"] = settings
     return out
 
 

@@ -80,3 +80,214 @@ def test_layouts_read_the_whole_inventory_with_defaults_for_unset_values():
     assert lay["c2"]["base_port"] == 7000 and lay["c2"]["address"] == "c2.example"
     problems = layout_problems(lay, shards=1, engine="mysql")
     assert any("at least 2 masters" in p for p in problems)
+
+
+# -- issue #17: what the preflight used to accept silently -----------------------------------------
+
+SETTINGS = {"wabiz_db_host": "10.0.2.10", "wabiz_db_password": True, "wabiz_admin_password": True,
+            "wabiz_heartbeat_interval": 5, "wabiz_unhealthy_interval": 30, "wabiz_media_source": "nfs",
+            "wabiz_media_nfs_server": "10.0.2.20"}
+
+
+def with_settings(**changes):
+    lay = good()
+    for h in lay.values():
+        h["settings"] = dict(SETTINGS, **changes)
+    return lay
+
+
+def problems_of(lay, **kwargs):
+    kwargs.setdefault("shards", 1)
+    kwargs.setdefault("engine", "mysql")
+    return layout_problems(lay, **kwargs)
+
+
+def only(problems, *words):
+    """The one problem that mentions every word (and fail when there is none or more)."""
+    hits = [p for p in problems if all(w in p for w in words)]
+    assert len(hits) == 1, problems
+    return hits[0]
+
+
+def test_sound_layout_with_settings_has_no_problem():
+    assert problems_of(with_settings(), database_hosts={"db": "10.0.2.10"}, nfs_hosts=["nfs"]) == []
+
+
+@pytest.mark.parametrize("var, empty", [(v, e) for v in ("wabiz_db_host", "wabiz_db_password", "wabiz_admin_password")
+                                         for e in ("", "   ", None)] + [("wabiz_db_password", False),
+                                                                         ("wabiz_admin_password", False)])
+def test_an_empty_secret_or_database_host_is_named(var, empty):
+    problem = only(problems_of(with_settings(**{var: empty})), var, "is empty")
+    assert "set it" in problem
+
+
+def test_empty_database_settings_name_every_node_host_at_once():
+    problem = only(problems_of(with_settings(wabiz_db_host="")), "wabiz_db_host")
+    assert "every node host (c1, c2, m1, m2, w1)" in problem and "database server" in problem
+
+
+def test_empty_database_password_on_one_host_names_that_host():
+    lay = with_settings()
+    lay["c2"]["settings"]["wabiz_db_password"] = False
+    problem = only(problems_of(lay), "wabiz_db_password")
+    assert "empty on c2;" in problem and "ansible-vault" in problem
+
+
+def test_admin_password_is_judged_on_the_webapps_only():
+    lay = with_settings()
+    lay["m1"]["settings"]["wabiz_admin_password"] = False  # only the webapps' value is used
+    assert problems_of(lay) == []
+    lay["w1"]["settings"]["wabiz_admin_password"] = False
+    assert "wabiz_admin_password is empty on w1" in only(problems_of(lay), "wabiz_admin_password")
+
+
+def test_a_secret_value_never_appears_in_a_message():
+    lay = with_settings(wabiz_unhealthy_interval=1)
+    for h in lay.values():
+        h["settings"]["wabiz_db_password"] = "hunter2-secret"
+    assert not any("hunter2" in p for p in problems_of(lay))
+
+
+@pytest.mark.parametrize("kind", ["master", "coreapp", "webapp"])
+@pytest.mark.parametrize("value", [0, -1, "two"])
+def test_zero_or_bad_instances_are_named(kind, value):
+    lay = good()
+    for h in lay.values():
+        h["instances"][kind] = value
+    problem = only(problems_of(lay), f"wabiz_{kind}_instances is {value!r}")
+    assert f"at least one {kind} container" in problem and f"set wabiz_{kind}_instances to" in problem
+
+
+def test_master_instances_zero_on_every_master():
+    lay = good()
+    lay["m1"]["instances"]["master"] = lay["m2"]["instances"]["master"] = 0
+    problem = only(problems_of(lay), "wabiz_master_instances is 0")
+    assert "every master host (m1, m2)" in problem and "set wabiz_master_instances to 1" in problem
+
+
+@pytest.mark.parametrize("host, var, value, expected", [
+    ("c1", "base_port", 70000, "wabiz_node_base_port is 70000 on c1, but the 1 coreapp container there (4 ports each) "
+                                "would publish up to port 70003, beyond 65535: set wabiz_node_base_port to at most 65532"),
+    ("c1", "base_port", 65534, "up to port 65537, beyond 65535: set wabiz_node_base_port to at most 65532"),
+    ("c1", "base_port", 65533, "up to port 65536"),
+    ("c1", "base_port", 0, "wabiz_node_base_port is 0 on c1: a port must be from 1 to 65535"),
+    ("c1", "base_port", "6250x", "wabiz_node_base_port is '6250x' on c1: it must be a port number"),
+    ("w1", "webapp_port", 70000, "wabiz_webapp_port is 70000 on w1, but the 1 webapp container there (one port each) "
+                                 "would publish up to port 70000, beyond 65535: set wabiz_webapp_port to at most 65535"),
+    ("w1", "webapp_port", -5, "wabiz_webapp_port is -5 on w1: a port must be from 1 to 65535"),
+])
+def test_ports_out_of_range_are_named(host, var, value, expected):
+    lay = good()
+    lay[host][var] = value
+    assert any(expected in p for p in problems_of(lay)), problems_of(lay)
+
+
+def test_the_highest_ports_that_fit_are_sound():
+    lay = good()
+    lay["c1"]["base_port"] = 65532  # 65532..65535
+    lay["w1"]["webapp_port"] = 65535
+    assert problems_of(lay) == []
+
+
+def test_the_last_block_of_several_containers_must_fit():
+    lay = good()
+    lay["c1"].update(kinds=["coreapp", "master"], base_port=65524)
+    lay["c1"]["instances"]["coreapp"] = 2  # 3 blocks: 65524..65535 fits
+    lay["c1"]["address"] = "10.0.0.9"
+    assert not any("wabiz_node_base_port" in p for p in problems_of(lay))
+    lay["c1"]["base_port"] = 65525
+    problem = only(problems_of(lay), "wabiz_node_base_port is 65525")
+    assert "2 coreapp and 1 master containers" in problem and "at most 65524" in problem
+    lay["w1"]["instances"]["webapp"] = 3
+    lay["w1"]["webapp_port"] = 65534
+    assert "set wabiz_webapp_port to at most 65533" in only(problems_of(lay), "wabiz_webapp_port is 65534")
+
+
+@pytest.mark.parametrize("hb, uh, expected", [
+    (30, 30, "wabiz_unhealthy_interval (30 s) must be greater than wabiz_heartbeat_interval (30 s) on w1"),
+    (10, 5, "wabiz_unhealthy_interval (5 s) must be greater than wabiz_heartbeat_interval (10 s)"),
+    (0, 30, "wabiz_heartbeat_interval is 0 on w1: it must be a whole number of seconds, at least 1"),
+    ("soon", 30, "wabiz_heartbeat_interval is 'soon'"),
+    (5, "", "wabiz_unhealthy_interval is '' on w1"),
+])
+def test_unhealthy_interval_must_exceed_the_heartbeat(hb, uh, expected):
+    problems = problems_of(with_settings(wabiz_heartbeat_interval=hb, wabiz_unhealthy_interval=uh))
+    assert len([p for p in problems if "interval" in p]) == 1, problems
+    assert any(expected in p for p in problems), problems
+
+
+def test_timers_just_apart_are_sound():
+    assert problems_of(with_settings(wabiz_heartbeat_interval=5, wabiz_unhealthy_interval=6)) == []
+    assert problems_of(with_settings(wabiz_heartbeat_interval="5", wabiz_unhealthy_interval="6")) == []
+
+
+def test_nfs_media_without_any_server_is_named():
+    problem = only(problems_of(with_settings(wabiz_media_nfs_server="")), "wabiz_media_source is nfs")
+    assert "wabiz_media_nfs_server is empty and the group wabiz_nfs has no host" in problem
+    assert "every node host" in problem
+
+
+def test_nfs_media_with_a_wabiz_nfs_host_still_needs_the_server_variable():
+    # the node role mounts wabiz_media_nfs_server:export; the group alone does not fill it in
+    problem = only(problems_of(with_settings(wabiz_media_nfs_server=""), nfs_hosts=["nfs1"]),
+                   "wabiz_media_nfs_server is empty")
+    assert "wabiz_nfs host (nfs1)" in problem
+
+
+def test_nfs_media_with_an_outside_server_and_no_nfs_host_is_sound():
+    assert problems_of(with_settings(), nfs_hosts=[]) == []
+
+
+def test_other_media_sources_need_no_server():
+    assert problems_of(with_settings(wabiz_media_source="bind", wabiz_media_nfs_server="")) == []
+
+
+@pytest.mark.parametrize("db", ["c1", "m1", "w1"])
+def test_the_database_on_a_node_host_is_refused(db):
+    problem = only(problems_of(good(), database_hosts=[db]), "is in both wabiz_database")
+    assert problem.startswith(f"{db} is in both wabiz_database and wabiz_") and "server of its own" in problem
+
+
+def test_the_database_on_a_node_address_is_refused():
+    problem = only(problems_of(good(), database_hosts={"db": "10.0.0.3"}), "database host db")
+    assert "has the address 10.0.0.3, like the node host(s) c1" in problem
+
+
+def test_the_database_on_its_own_server_is_sound():
+    assert problems_of(good(), database_hosts={"db": "10.0.2.10"}) == []
+    assert problems_of(good(), database_hosts=["db"]) == []
+
+
+def test_an_inventory_without_node_hosts_is_refused_in_one_sentence():
+    for empty in ({}, None):
+        problems = problems_of(empty)
+        assert len(problems) == 1 and "no cluster node host" in problems[0] and "wabiz_dev" in problems[0]
+
+
+def test_a_development_inventory_without_node_hosts_is_sound():
+    assert problems_of({}, dev_hosts=["localhost"]) == []
+
+
+def test_cluster_layouts_carries_settings_and_secrets_only_as_whether_set():
+    from ansible_collections.wabiz.cluster.plugins.filter.cluster_layouts import cluster_layouts
+
+    groups = {"wabiz_master": ["m1"], "wabiz_webapp": ["w1"]}
+    hostvars = {"m1": {"wabiz_db_password": "s3cret", "wabiz_node_base_port": "65534x"},
+                "w1": {"wabiz_db_host": "db.example", "wabiz_admin_password": "  ", "wabiz_webapp_instances": "0"}}
+    defaults = {"wabiz_master_instances": 1, "wabiz_coreapp_instances": 1, "wabiz_webapp_instances": 1,
+                "wabiz_node_base_port": 6250, "wabiz_webapp_port": 9090, "wabiz_db_host": "",
+                "wabiz_db_password": False, "wabiz_admin_password": True, "wabiz_heartbeat_interval": 5}
+    lay = cluster_layouts(groups, hostvars, defaults)
+    assert lay["m1"]["settings"] == {"wabiz_db_host": "", "wabiz_db_password": True, "wabiz_admin_password": True,
+                                     "wabiz_heartbeat_interval": 5}
+    assert lay["w1"]["settings"]["wabiz_db_password"] is False and lay["w1"]["settings"]["wabiz_admin_password"] is False
+    assert "s3cret" not in repr(lay)
+    assert lay["m1"]["base_port"] == "65534x" and lay["w1"]["instances"]["webapp"] == 0
+    problems = layout_problems(lay, shards=1, engine="mysql")
+    assert any("wabiz_node_base_port is '65534x' on m1" in p for p in problems), problems
+    assert any("wabiz_webapp_instances is 0 on w1" in p for p in problems), problems
+    assert any(p.startswith("wabiz_db_host is empty on m1;") for p in problems), problems
+    assert any("wabiz_admin_password is empty on w1" in p for p in problems), problems
+    # without settings in the defaults, no settings are read (older callers)
+    old = {k: defaults[k] for k in list(defaults)[:5]}
+    assert all("settings" not in h for h in cluster_layouts(groups, hostvars, old).values())
