@@ -368,8 +368,8 @@ class WabizApi(object):
         self.ca_path = params.get("ca_path")
         self.timeout = float(params.get("api_timeout") or 10)
         # check_options refuses values out of range; these bounds keep a caller that skipped it safe
-        self.retries = min(MAX_RETRIES, max(0, int(params.get("api_retries") if params.get("api_retries") is not None
-                                                else 2)))
+        retries = params.get("api_retries")
+        self.retries = min(MAX_RETRIES, max(0, int(2 if retries is None else retries)))
         self.open = opener or open_url
         if opener is None:
             tls_context(self.validate_certs, self.ca_path, for_run=True)

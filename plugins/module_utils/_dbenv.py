@@ -139,8 +139,8 @@ def _check_value(option, value, secret=False):
     problem = value_problem(value)
     if problem:
         shown = "the value" if secret else repr(value)
-        raise DbEnvError("%s: %s %s%s." % (option, shown, problem,
-                                            " (and set the same on the database server)" if secret else ""))
+        hint = " (and set the same on the database server)" if secret else ""
+        raise DbEnvError("%s: %s %s%s." % (option, shown, problem, hint))
 
 
 def parse_mode(value):

@@ -113,9 +113,11 @@ def test_sound_layout_with_settings_has_no_problem():
     assert problems_of(with_settings(), database_hosts={"db": "10.0.2.10"}, nfs_hosts=["nfs"]) == []
 
 
-@pytest.mark.parametrize("var, empty", [(v, e) for v in ("wabiz_db_host", "wabiz_db_password", "wabiz_admin_password")
-                                         for e in ("", "   ", None)] + [("wabiz_db_password", False),
-                                                                         ("wabiz_admin_password", False)])
+EMPTY_CASES = [(v, e) for v in ("wabiz_db_host", "wabiz_db_password", "wabiz_admin_password") for e in ("", "   ", None)]
+EMPTY_CASES += [("wabiz_db_password", False), ("wabiz_admin_password", False)]
+
+
+@pytest.mark.parametrize("var, empty", EMPTY_CASES)
 def test_an_empty_secret_or_database_host_is_named(var, empty):
     problem = only(problems_of(with_settings(**{var: empty})), var, "is empty")
     assert "set it" in problem
@@ -166,8 +168,9 @@ def test_master_instances_zero_on_every_master():
 
 
 @pytest.mark.parametrize("host, var, value, expected", [
-    ("c1", "base_port", 70000, "wabiz_node_base_port is 70000 on c1, but the 1 coreapp container there (4 ports each) "
-                                "would publish up to port 70003, beyond 65535: set wabiz_node_base_port to at most 65532"),
+    ("c1", "base_port", 70000,
+     "wabiz_node_base_port is 70000 on c1, but the 1 coreapp container there (4 ports each) "
+     "would publish up to port 70003, beyond 65535: set wabiz_node_base_port to at most 65532"),
     ("c1", "base_port", 65534, "up to port 65537, beyond 65535: set wabiz_node_base_port to at most 65532"),
     ("c1", "base_port", 65533, "up to port 65536"),
     ("c1", "base_port", 0, "wabiz_node_base_port is 0 on c1: a port must be from 1 to 65535"),

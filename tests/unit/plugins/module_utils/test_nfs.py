@@ -849,8 +849,8 @@ class RealToolsModule(FakeModule):
 
 @needs_nfs_ls
 @pytest.mark.parametrize("check_mode", [True, False])
-def test_module_userspace_check_against_a_silent_server_fails_within_the_timeout(tmp_path, monkeypatch, silent_server,
-                                                                                  check_mode):
+def test_module_userspace_check_against_a_silent_server_fails_within_the_timeout(
+        tmp_path, monkeypatch, silent_server, check_mode):
     import time
 
     (tmp_path / "fstab").write_text(FSTAB)
