@@ -56,10 +56,10 @@ def inventory(**changes) -> dict:
     return inv
 
 
-def preflight(env, tmp_path, inv) -> subprocess.CompletedProcess:
+def preflight(env, tmp_path, inv, playbook: str = "site.yml") -> subprocess.CompletedProcess:
     path = tmp_path / "hosts.yml"
     path.write_text(yaml.safe_dump(inv))
-    return subprocess.run([_bin("ansible-playbook"), "-i", str(path), str(ROOT / "playbooks" / "site.yml"),
+    return subprocess.run([_bin("ansible-playbook"), "-i", str(path), str(ROOT / "playbooks" / playbook),
                            "--tags", "preflight"], capture_output=True, text=True, timeout=300, env=env, cwd=tmp_path)
 
 
@@ -105,6 +105,15 @@ def test_an_inventory_without_node_hosts_is_refused(env, tmp_path, inv):
     res = preflight(env, tmp_path, inv)
     out = " ".join((res.stdout + res.stderr).split())
     assert res.returncode != 0 and "The inventory has no cluster node host" in out, out
+
+
+@pytest.mark.parametrize("playbook", ["upgrade.yml", "preflight.yml"])
+def test_upgrade_and_the_preflight_alone_refuse_what_site_refuses(env, tmp_path, playbook):
+    empty = preflight(env, tmp_path, {"all": {"hosts": {}}}, playbook)
+    assert empty.returncode != 0 and "The inventory has no cluster node host" in empty.stdout + empty.stderr
+    bad = preflight(env, tmp_path, inventory(wabiz_master_instances=0), playbook)
+    out = " ".join((bad.stdout + bad.stderr).split())
+    assert bad.returncode != 0 and "wabiz_master_instances is 0 on every master host (m1, m2)" in out, out
 
 
 def test_a_development_inventory_passes(env, tmp_path):
