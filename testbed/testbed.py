@@ -206,6 +206,9 @@ def write_inventory(testbed: str, machines: list[Machine]) -> Path:
             "ansible_connection": "community.docker.docker",
             "ansible_host": m.container(testbed),
             "ansible_python_interpreter": "/usr/bin/python3",
+            # The address the other machines reach it at, as a user's inventory says it; the
+            # testbed's own tests read testbed_address.
+            "wabiz_external_hostname": m.address,
             "testbed_address": m.address,
         }
         for g in m.groups:

@@ -5,6 +5,8 @@
 
 from __future__ import annotations
 
+from ansible_collections.wabiz.cluster.plugins.filter.host_address import address_of
+
 DOCUMENTATION = r"""
 name: cluster_layouts
 author: wabiz.cluster maintainers
@@ -100,8 +102,7 @@ def cluster_layouts(groups, hostvars, defaults):
                           for kind in KINDS},
             "base_port": _int(_get(hv, "wabiz_node_base_port", defaults["wabiz_node_base_port"])),
             "webapp_port": _int(_get(hv, "wabiz_webapp_port", defaults["wabiz_webapp_port"])),
-            "address": str(_get(hv, "wabiz_external_hostname", None) or _get(hv, "testbed_address", None)
-                           or _get(hv, "ansible_host", None) or host),
+            "address": address_of(host, hv),
         }
         settings = {}
         for key in SETTINGS:

@@ -48,6 +48,7 @@ def test_testbed_inventory_matches_the_testbed_layout():
     machines = testbed.plan(testbed.LAYOUTS["ha"], "mariadb", True, testbed.DEFAULT_SUBNET)
     assert {m.name: (m.container("testbed"), m.address) for m in machines} == {
         h: (v["ansible_host"], v["testbed_address"]) for h, v in inv["hosts"].items()}
+    assert all(v["wabiz_external_hostname"] == v["testbed_address"] for v in inv["hosts"].values())
     for m in machines:
         for group in (g for g in m.groups if g.startswith("wabiz_")):
             assert m.name in inv["children"][group]["hosts"], (m.name, group)

@@ -69,7 +69,7 @@ def test_layouts_read_the_whole_inventory_with_defaults_for_unset_values():
     groups = {"wabiz_nodes": ["m1", "c1"], "wabiz_master": ["m1"], "wabiz_coreapp": ["c1", "c2"],
               "wabiz_webapp": ["m1"]}
     hostvars = {"m1": {"ansible_host": "10.0.0.1"},
-                "c1": {"testbed_address": "10.0.0.2", "wabiz_coreapp_instances": 2},
+                "c1": {"ansible_host": "c1.ssh", "wabiz_external_hostname": "10.0.0.2", "wabiz_coreapp_instances": 2},
                 "c2": {"wabiz_external_hostname": "c2.example", "wabiz_node_base_port": 7000}}
     defaults = {"wabiz_master_instances": 1, "wabiz_coreapp_instances": 1, "wabiz_webapp_instances": 1,
                 "wabiz_node_base_port": 6250, "wabiz_webapp_port": 9090}
@@ -78,11 +78,13 @@ def test_layouts_read_the_whole_inventory_with_defaults_for_unset_values():
     assert lay["m1"]["kinds"] == ["master", "webapp"] and lay["m1"]["address"] == "10.0.0.1"
     assert lay["c1"]["instances"]["coreapp"] == 2 and lay["c1"]["address"] == "10.0.0.2"
     assert lay["c2"]["base_port"] == 7000 and lay["c2"]["address"] == "c2.example"
+    # A name given nowhere else is the address: the inventory name.
+    assert cluster_layouts({"wabiz_nodes": ["c3"]}, {"c3": {}}, defaults)["c3"]["address"] == "c3"
     problems = layout_problems(lay, shards=1, engine="mysql")
     assert any("at least 2 masters" in p for p in problems)
 
 
-# -- issue #17: what the preflight used to accept silently -----------------------------------------
+# -- what the preflight must not accept silently -----------------------------------------
 
 SETTINGS = {"wabiz_db_host": "10.0.2.10", "wabiz_db_password": True, "wabiz_admin_password": True,
             "wabiz_heartbeat_interval": 5, "wabiz_unhealthy_interval": 30, "wabiz_media_source": "nfs",
@@ -294,3 +296,11 @@ def test_cluster_layouts_carries_settings_and_secrets_only_as_whether_set():
     # without settings in the defaults, no settings are read (older callers)
     old = {k: defaults[k] for k in list(defaults)[:5]}
     assert all("settings" not in h for h in cluster_layouts(groups, hostvars, old).values())
+
+
+def test_host_address_prefers_the_cluster_address_then_the_ssh_address_then_the_name():
+    from ansible_collections.wabiz.cluster.plugins.filter.host_address import host_address
+
+    hostvars = {"a": {"wabiz_external_hostname": "10.0.0.1", "ansible_host": "a.ssh"}, "b": {"ansible_host": "b.ssh"},
+                "c": {"wabiz_external_hostname": "  ", "ansible_host": None}}
+    assert [host_address(h, hostvars) for h in ("a", "b", "c")] == ["10.0.0.1", "b.ssh", "c"]
