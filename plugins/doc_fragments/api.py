@@ -8,7 +8,7 @@ __metaclass__ = type
 
 
 class ModuleDocFragment(object):
-    # The REST API login options (module_utils._api.api_argument_spec).
+    # The REST API login options (module_utils._cluster_options.api_argument_spec).
     DOCUMENTATION = r"""
 options:
   api_url:

@@ -8,7 +8,7 @@ __metaclass__ = type
 
 
 class ModuleDocFragment(object):
-    # The cluster database options (module_utils._clusterdb.cluster_db_argument_spec).
+    # The cluster database options (module_utils._cluster_options.cluster_db_argument_spec).
     DOCUMENTATION = r"""
 options:
   db_engine:

@@ -14,8 +14,8 @@ description:
   - Returns the host's C(wabiz_external_hostname) when its inventory sets one, else its C(ansible_host),
     else its inventory name.
   - Reads C(hostvars), so it gives the same answer for every host of the inventory, also for hosts
-    outside the current C(--limit) (role defaults are not part of C(hostvars): set
-    C(wabiz_external_hostname) in the inventory where the SSH address is not the cluster address).
+    outside the current C(--limit). Role defaults are not part of C(hostvars), so set
+    C(wabiz_external_hostname) in the inventory where the SSH address is not the cluster address.
 positional: _input, hostvars
 options:
   _input:

@@ -11,14 +11,8 @@
   metrics); ``api_token`` to use a token obtained elsewhere.
 - TLS verification with ``validate_certs`` and a CA bundle (``ca_path``); timeouts; retries
   with back-off on connection errors and 503 answers.
-- Every failure is an ApiError with a ``kind`` (``unreachable``, ``tls``, ``timeout``,
-  ``auth``, ``password_change_required``, ``forbidden``, ``not_found``, ``invalid``,
-  ``unavailable``, ``http``, ``bad_response``, ``token_cache``) and one sentence that never holds
-  a secret. ``bad_response`` covers an ``api_url`` that answers but not as the WhatsApp Business
-  API (garbage, a closed connection, HTML, JSON of another shape).
-- ``check_options(module, rules)``: the one validator of the shared API and database options
-  (and of each module's own numbers), run right after AnsibleModule is built, before anything is
-  contacted: a bad value fails with the option's name, what is wrong and what to do.
+- Every failure is an ApiError with a ``kind`` and one sentence that never holds a secret
+  (``_api_errors``); the options are checked before by ``_cluster_options.check_options``.
 
 Only ansible.module_utils.urls (open_url) is used: the hosts may lack ``requests``.
 """
@@ -30,7 +24,6 @@ __metaclass__ = type
 import base64
 import hashlib
 import json
-import math
 import os
 import socket
 import ssl
@@ -39,284 +32,20 @@ import time
 
 from ansible.module_utils.six.moves import http_client
 from ansible.module_utils.six.moves.urllib.error import HTTPError, URLError
-from ansible.module_utils.six.moves.urllib.parse import urlsplit
 from ansible.module_utils.urls import Request, make_context
-
-try:
-    from ansible.module_utils.urls import SSLValidationError
-except ImportError:  # pragma: no cover
-    SSLValidationError = ssl.SSLError
+from ansible_collections.wabiz.cluster.plugins.module_utils._api_errors import (
+    CLOSED,
+    ApiError,
+    SSLValidationError,
+    base_of,
+    map_http_error,
+    map_transport_error,
+    not_the_api,
+    short,
+)
+from ansible_collections.wabiz.cluster.plugins.module_utils._cluster_options import MAX_RETRIES
 
 TOKEN_REFRESH_MARGIN = 300  # seconds: a cached token this close to expiry is renewed
-MAX_RETRIES = 10  # api_retries: each retry waits at most 2 s plus api_timeout, so a call is always bounded
-MAX_TIMEOUT = 3600.0  # api_timeout, db_connect_timeout: an hour at most (and never NaN or infinite)
-
-
-def api_argument_spec():
-    """The REST API login options every cluster module shares (doc fragment wabiz.cluster.api)."""
-    return dict(
-        api_url=dict(type="str", required=True),
-        api_username=dict(type="str", default="admin"),
-        api_password=dict(type="str", no_log=True),
-        api_new_password=dict(type="str", no_log=True),
-        api_key=dict(type="str", no_log=True),
-        api_token=dict(type="str", no_log=True),
-        api_token_cache=dict(type="path"),
-        validate_certs=dict(type="bool", default=True),
-        ca_path=dict(type="path"),
-        api_timeout=dict(type="float", default=10.0),
-        api_retries=dict(type="int", default=2),
-    )
-
-
-def option_rule(name, low, high, hint, low_open=False, whole=False):
-    """One rule of check_options: ``low <= value <= high`` (``low < value`` with ``low_open``; ``high``
-    None for no ceiling); ``hint`` says what the option is for, ending the message."""
-    return {"name": name, "low": low, "high": high, "hint": hint, "low_open": low_open, "whole": whole}
-
-
-def seconds_rule(name, high, hint):
-    """More than 0 and at most ``high`` seconds."""
-    return option_rule(name, 0, high, hint, low_open=True)
-
-
-# The shared options, checked whenever the module has them (every cluster module has both groups).
-COMMON_RULES = (
-    seconds_rule("api_timeout", MAX_TIMEOUT, "the seconds to wait for each API answer, for example 10"),
-    option_rule("api_retries", 0, MAX_RETRIES, "how many times a failed request is tried again, for example 2",
-                whole=True),
-    seconds_rule("db_connect_timeout", MAX_TIMEOUT, "the seconds to wait for the database connection, for example 5"),
-    option_rule("db_port", 1, 65535, "the database server's TCP port, or leave it unset for the engine's default",
-                whole=True),
-)
-
-
-def _number_problem(rule, value):
-    """The sentence of what is wrong with ``value`` under ``rule``, or None."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return "must be a number, not %r" % (value,)
-    if isinstance(value, float) and (math.isnan(value) or math.isinf(value)):
-        return "must be a finite number (got %s)" % value
-    low, high = rule["low"], rule["high"]
-    if rule["low_open"] and not value > low:
-        return "must be more than %s (got %s)" % (_num(low), _num(value))
-    if not rule["low_open"] and not value >= low:
-        return "must be %s or more (got %s)" % (_num(low), _num(value))
-    if high is not None and value > high:
-        return "must be at most %s (got %s)" % (_num(high), _num(value))
-    return None
-
-
-def _num(v):
-    return ("%d" % v) if isinstance(v, int) or float(v).is_integer() and abs(v) < 1e15 else ("%g" % v)
-
-
-def _url_problem(url):
-    """What is wrong with api_url (None when it is usable); never echoes a password held in it."""
-    if not url or not url.strip():
-        return "api_url is empty: set the webapp's URL, for example https://wa.example.internal:9090."
-    base = url.strip()
-    if "://" not in base:
-        base = "https://" + base
-    try:
-        parts = urlsplit(base)
-        port = parts.port
-    except ValueError as exc:
-        return "api_url is not a valid URL (%s): use https://HOST:PORT, for example https://wa.example.internal:9090." \
-            % exc
-    if parts.scheme not in ("http", "https"):
-        return "api_url must start with https:// (or http://), not %s://: use https://HOST:PORT." % parts.scheme
-    if "@" in parts.netloc:
-        return ("api_url must not hold a user name or password: remove them from the URL and set api_username and "
-                "api_password instead.")
-    if not parts.hostname:
-        return "api_url names no host: use https://HOST:PORT, for example https://wa.example.internal:9090."
-    if port is not None and port == 0:
-        return "api_url's port must be 1 to 65535 (got 0): use the webapp's port, for example 9090."
-    return None
-
-
-def _ca_path_problem(path):
-    if not os.path.exists(path):
-        return ("ca_path %s: file not found. Set ca_path to the PEM file of the CA that signed the webapp's "
-                "certificate (or leave it unset to use the system's CAs)." % path)
-    if not os.path.isfile(path):
-        return "ca_path %s is not a file (a directory?): set it to a PEM file of the CA certificate." % path
-    if not os.access(path, os.R_OK):
-        return "ca_path %s cannot be read by this user: make it readable, or copy the CA where it can be read." % path
-    try:
-        ssl.create_default_context(cafile=path)
-    except (ssl.SSLError, ValueError, OSError) as exc:
-        return ("ca_path %s holds no PEM CA certificate (%s): set it to the CA certificate in PEM form "
-                "(-----BEGIN CERTIFICATE-----)." % (path, str(exc) or type(exc).__name__))
-    return None
-
-
-def _token_cache_problem(path):
-    if os.path.isdir(path):
-        return ("api_token_cache %s is a directory: it must name a file, for example %s." % (
-            path, os.path.join(path, "tokens.json")))
-    if os.path.exists(path) and not os.path.isfile(path):
-        return "api_token_cache %s is not a regular file: name a file, for example ~/.cache/wabiz/tokens.json." % path
-    if os.path.exists(path) and not os.access(path, os.R_OK | os.W_OK):
-        return "api_token_cache %s cannot be read and written by this user: fix its owner, or name another file." % path
-    folder = os.path.dirname(os.path.abspath(path))
-    while not os.path.exists(folder):  # the folders that do not exist yet are created at the first write
-        parent = os.path.dirname(folder)
-        if parent == folder:
-            break
-        folder = parent
-    if not os.path.isdir(folder):
-        return "api_token_cache %s cannot be created: %s is not a directory. Name a file in a directory." % (
-            path, folder)
-    if not os.access(folder, os.W_OK | os.X_OK):
-        return "api_token_cache %s cannot be created: this user may not write in %s. Name a file in a writable " \
-            "directory." % (path, folder)
-    return None
-
-
-def option_problems(params, rules=()):
-    """Every problem with the shared API and DB options and with ``rules`` (option_rule()s of the
-    module's own numbers) as sentences; pure apart from looking at the named files."""
-    problems = []
-    for rule in tuple(COMMON_RULES) + tuple(rules):
-        if rule["name"] not in params or params[rule["name"]] is None:
-            continue
-        problem = _number_problem(rule, params[rule["name"]])
-        if problem is None and rule["whole"] and params[rule["name"]] != int(params[rule["name"]]):
-            problem = "must be a whole number (got %s)" % params[rule["name"]]
-        if problem:
-            problems.append("%s %s: set %s." % (rule["name"], problem, rule["hint"]))
-    if "api_url" in params:
-        url = _url_problem(params["api_url"])
-        if url:
-            problems.append(url)
-    if params.get("ca_path"):
-        ca = _ca_path_problem(params["ca_path"])
-        if ca:
-            problems.append(ca)
-    if params.get("api_token_cache"):
-        cache = _token_cache_problem(params["api_token_cache"])
-        if cache:
-            problems.append(cache)
-    return problems
-
-
-def check_options(module, rules=()):
-    """The one validator every cluster module calls right after AnsibleModule is built: fails the
-    task, before anything is contacted or changed, naming each bad option, what is wrong with it
-    and what to set instead (``failure_kind=invalid_option``). Never echoes a secret."""
-    problems = option_problems(module.params, rules)
-    if problems:
-        module.fail_json(msg=" ".join(problems), failure_kind="invalid_option")
-
-
-class ApiError(Exception):
-    def __init__(self, kind, msg, status=None, code=None, body=None):
-        super(ApiError, self).__init__(msg)
-        self.kind = kind
-        self.msg = msg
-        self.status = status
-        self.code = code
-        self.body = body
-
-    def as_result(self):
-        out = {"failure_kind": self.kind}
-        if self.status is not None:
-            out["status"] = self.status
-        return out
-
-
-def _error_detail(body):
-    """(code, 'title: details') of a WhatsApp-style error body, else (None, '')."""
-    if isinstance(body, dict):
-        errors = body.get("errors")
-        if isinstance(errors, list) and errors and isinstance(errors[0], dict):
-            e = errors[0]
-            text = str(e.get("title") or "")
-            if e.get("details"):
-                text = "%s: %s" % (text, e["details"]) if text else str(e["details"])
-            return e.get("code"), text
-        if body.get("error"):
-            return None, str(body["error"])
-    return None, ""
-
-
-def map_http_error(method, url, status, body):
-    """The ApiError for an HTTP error answer (pure: unit-tested over the API's error shapes)."""
-    code, detail = _error_detail(body)
-    where = "%s %s" % (method, url)
-    said = (" (%s)" % detail) if detail else ""
-    if status == 401:
-        return ApiError("auth", "%s was refused: not authenticated%s. Check api_username and api_password "
-                        "(or api_key / api_token)." % (where, said), status, code, body)
-    if status == 400 and "password change required" in detail.lower():
-        return ApiError("password_change_required",
-                        "the API requires a new password at the first login: set api_new_password (8 to 64 "
-                        "characters)%s." % said, status, code, body)
-    if status == 403:
-        return ApiError("forbidden", "%s was refused: this user may not do that%s." % (where, said), status, code,
-                        body)
-    if status == 404:
-        return ApiError("not_found", "%s: no such resource%s." % (where, said), status, code, body)
-    if status == 400:
-        return ApiError("invalid", "%s was refused as invalid%s." % (where, said), status, code, body)
-    if status == 503:
-        return ApiError("unavailable", "%s: the service is not ready%s." % (where, said), status, code, body)
-    return ApiError("http", "%s failed with HTTP %s%s." % (where, status, said), status, code, body)
-
-
-# TLS errors that mean the other end does not speak TLS (a plain-HTTP port, another protocol, a
-# listener that closes at once), not that its certificate failed verification.
-_NOT_TLS_MARKERS = ("WRONG_VERSION_NUMBER", "wrong version number", "record layer failure", "HTTP_REQUEST",
-                    "http request", "UNKNOWN_PROTOCOL", "unknown protocol", "PACKET_LENGTH_TOO_LONG",
-                    "packet length too long", "UNEXPECTED_EOF", "EOF occurred in violation of protocol",
-                    "unexpected eof")
-
-
-# The listener took the connection and then dropped it: something answers there, not as the API.
-_CLOSED = (http_client.RemoteDisconnected, ConnectionResetError, ConnectionAbortedError, BrokenPipeError)
-
-
-def base_of(url):
-    """scheme://host:port of a URL (the api_url a message names)."""
-    try:
-        parts = urlsplit(url)
-        return "%s://%s" % (parts.scheme, parts.netloc.rpartition("@")[2]) if parts.netloc else url
-    except ValueError:
-        return url
-
-
-def not_the_api(url, what):
-    """The ApiError for an api_url that answers, but not as the WhatsApp Business API."""
-    return ApiError("bad_response", "api_url %s did not answer as the WhatsApp Business API (%s): check that api_url "
-                    "names a webapp of the cluster, with the right host, port and scheme (https:// or http://)."
-                    % (base_of(url), what))
-
-
-def map_transport_error(method, url, exc, ca_path=None):
-    """The ApiError for an exception raised before any HTTP answer."""
-    reason = getattr(exc, "reason", exc)
-    text = str(reason)
-    if isinstance(reason, _CLOSED):
-        return not_the_api(url, "%s %s: the connection was closed without an HTTP answer (%s)" % (
-            method, url, text or type(reason).__name__))
-    if isinstance(reason, http_client.HTTPException):
-        return not_the_api(url, "%s %s: the answer is not HTTP: %r" % (method, url, _short(
-            " ".join(text.split()) or type(reason).__name__, 80)))
-    if isinstance(reason, ssl.SSLError) and not isinstance(reason, ssl.CertificateError) and \
-            any(m in text for m in _NOT_TLS_MARKERS):
-        return not_the_api(url, "%s %s: no TLS handshake (%s); an http:// webapp needs http:// in api_url"
-                           % (method, url, text))
-    if isinstance(reason, (ssl.SSLError, ssl.CertificateError)) or isinstance(exc, SSLValidationError) \
-            or "CERTIFICATE_VERIFY_FAILED" in text or "certificate verify failed" in text:
-        hint = ("the CA in ca_path (%s) did not verify it" % ca_path) if ca_path else \
-            "set ca_path to the CA that signed the webapp's certificate, or validate_certs=false for a test cluster"
-        return ApiError("tls", "TLS verification of %s failed: %s; %s." % (url, text, hint))
-    if isinstance(reason, socket.timeout) or isinstance(exc, socket.timeout) or "timed out" in text:
-        return ApiError("timeout", "%s %s timed out: %s." % (method, url, text))
-    return ApiError("unreachable", "cannot reach the API at %s: %s (is the webapp running, and are api_url's host "
-                    "and port right?)." % (url, text))
 
 
 # ansible's Request.open installs its opener process-wide and then opens through the global one,
@@ -413,7 +142,7 @@ class WabizApi(object):
                     http_client.HTTPException) as exc:
                 err = self._scrubbed(map_transport_error(method, url, exc, self.ca_path))
                 # garbage and a TLS refusal stay as they are; a closed connection may be a restart
-                retry = err.kind not in ("tls", "bad_response") or isinstance(getattr(exc, "reason", exc), _CLOSED)
+                retry = err.kind not in ("tls", "bad_response") or isinstance(getattr(exc, "reason", exc), CLOSED)
                 if retry and attempt < self.retries:
                     attempt += 1
                     self.sleep(min(2.0, 0.3 * 2 ** attempt))
@@ -429,7 +158,7 @@ class WabizApi(object):
                 continue
             if isinstance(parsed, str):
                 raise not_the_api(url, self.redact("%s %s answered HTTP %s with %s, not JSON: %r" % (
-                    method, url, status, content_type or "a body", _short(parsed, 120)))) from None
+                    method, url, status, content_type or "a body", short(parsed, 120)))) from None
             return status, parsed
 
     def redact(self, text):
@@ -546,7 +275,7 @@ class WabizApi(object):
                 raise TypeError(token)
         except (KeyError, IndexError, TypeError):
             raise not_the_api(self.base, "the answer to POST /v1/users/login holds no token: %s" % (
-                self.redact(_short(json.dumps(payload, default=str))),)) from None
+                self.redact(short(json.dumps(payload, default=str))),)) from None
         self.logins += 1
         self.token = token
         self.token_source = "login"
@@ -594,7 +323,7 @@ class WabizApi(object):
         if status in expect:
             if not isinstance(payload, dict):
                 err = not_the_api(self.base, "%s %s answered %s with a body that is not a JSON object: %s" % (
-                    method, self.url(path), status, self.redact(_short(json.dumps(payload, default=str)))))
+                    method, self.url(path), status, self.redact(short(json.dumps(payload, default=str)))))
                 err.status = status
                 raise err
             return payload
@@ -619,11 +348,6 @@ def _content_type(resp):
         return (headers.get("Content-Type") or "").split(";")[0].strip() or None
     except Exception:
         return None
-
-
-def _short(value, limit=200):
-    text = value if isinstance(value, str) else repr(value)
-    return text if len(text) <= limit else text[:limit] + "..."
 
 
 def http_json(url, timeout, opener=None):

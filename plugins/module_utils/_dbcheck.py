@@ -3,10 +3,11 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """Log in to the client's database server the way the client will, and check what it may do.
 
-One connection helper per engine (PyMySQL for MySQL/MariaDB, psycopg2 for PostgreSQL); the SQL
-that differs between the engines lives here. Failures are raised as DbCheckError with a ``kind``
-(``unreachable``, ``login_refused``, ``missing_privileges``, ``query_failed``) so that callers and
-tests can tell them apart, and a plain sentence that never contains the password.
+The connection and the reading of its failures are ``_dbconnect``'s (shared with the cluster
+modules); the SQL that differs between the engines lives here. Failures are raised as
+DbCheckError (``_dbconnect.DbError``) with a ``kind`` (``unreachable``, ``login_refused``,
+``missing_privileges``, ``query_failed``) so that callers and tests can tell them apart, and a
+plain sentence that never contains the password.
 """
 
 from __future__ import absolute_import, division, print_function
@@ -15,40 +16,40 @@ __metaclass__ = type
 
 import socket
 
-from ansible_collections.wabiz.cluster.plugins.module_utils._dbdrivers import (
+from ansible_collections.wabiz.cluster.plugins.module_utils._dbconnect import (
     ENGINE_NAMES,
-    HAS_PSYCOPG2,
-    HAS_PYMYSQL,
-    PSYCOPG2_IMP_ERR,
-    PYMYSQL_IMP_ERR,
+    DbError,
+    connect,
     psycopg2,
     pymysql,
 )
+
+DbCheckError = DbError
 
 # What the WhatsApp Business API client does with its databases: creates them, creates and
 # alters its tables and indexes, reads and writes rows, drops what it retires.
 REQUIRED_PRIVILEGES = ("Select", "Insert", "Update", "Delete", "Create", "Alter", "Index", "Drop")
 
-# MySQL client error numbers (pymysql.constants.ER / CR)
-_MYSQL_LOGIN_ERRORS = (1044, 1045, 1130, 1698)  # access denied (db / user), host not allowed, socket auth
-_MYSQL_UNREACHABLE_ERRORS = (2002, 2003, 2005, 2006, 2013)  # cannot connect, unknown host, gone away, lost
-
-
-class DbCheckError(Exception):
-    def __init__(self, kind, msg, **details):
-        super(DbCheckError, self).__init__(msg)
-        self.kind = kind
-        self.msg = msg
-        self.details = details
-
-
-def missing_library(engine):
-    """(library name, import traceback) when the driver for ``engine`` is missing, else None."""
-    if engine == "mysql" and not HAS_PYMYSQL:
-        return "PyMySQL", PYMYSQL_IMP_ERR
-    if engine == "postgresql" and not HAS_PSYCOPG2:
-        return "psycopg2", PSYCOPG2_IMP_ERR
-    return None
+# db_env's sentences for each way a login fails (see _dbconnect.connect); the kinds it does not
+# name (an answer that is not the engine's) read as unreachable.
+CONNECT_WORDS = {
+    "mysql": {
+        "unreachable": ("unreachable", "cannot reach the MySQL server at %(host)s:%(port)s (%(detail)s)"),
+        "login_refused": ("login_refused", "the MySQL server at %(host)s:%(port)s refused the login of user "
+                          "'%(user)s' (%(detail)s): check username and password, and that the account may connect "
+                          "from this host."),
+        "connect_failed": ("query_failed", "connecting to the MySQL server at %(host)s:%(port)s failed: %(text)s"),
+    },
+    "postgresql": {
+        "unreachable": ("unreachable", "cannot reach the PostgreSQL server at %(host)s:%(port)s: %(text)s"),
+        "login_refused": ("login_refused", "the PostgreSQL server at %(host)s:%(port)s refused the login of user "
+                          "'%(user)s' (%(detail)s): check username and password, and that pg_hba.conf lets this host "
+                          "in."),
+        "no_database": ("login_refused", "the PostgreSQL server at %(host)s:%(port)s refused the login of user "
+                        "'%(user)s' (%(detail)s): the database '%(database)s' that the check logs in to does not "
+                        "exist there."),
+    },
+}
 
 
 def check_reachable(engine, host, port, timeout):
@@ -133,24 +134,7 @@ def mysql_privileges(global_privs, schema_privs, prefix):
 
 
 def _mysql_check(host, port, user, password, prefix, timeout):
-    try:
-        conn = pymysql.connect(host=host, port=port, user=user, password=password,
-                               connect_timeout=timeout, read_timeout=timeout, charset="utf8mb4")
-    except pymysql.err.OperationalError as exc:
-        code = exc.args[0] if exc.args else None
-        text = exc.args[1] if len(exc.args) > 1 else str(exc)
-        if code in _MYSQL_LOGIN_ERRORS:
-            raise DbCheckError(
-                "login_refused",
-                "the MySQL server at %s:%s refused the login of user '%s' (error %s: %s): check username "
-                "and password, and that the account may connect from this host." % (host, port, user, code, text),
-                error_code=code) from exc
-        if code in _MYSQL_UNREACHABLE_ERRORS:
-            raise DbCheckError(
-                "unreachable", "cannot reach the MySQL server at %s:%s (error %s: %s)" % (host, port, code, text),
-                error_code=code) from exc
-        raise DbCheckError("query_failed", "connecting to the MySQL server at %s:%s failed: %s"
-                           % (host, port, exc)) from exc
+    conn = connect("mysql", CONNECT_WORDS["mysql"], host, port, user, password, timeout=timeout)
     try:
         with conn.cursor() as cur:
             cur.execute("SELECT VERSION(), CURRENT_USER()")
@@ -173,10 +157,6 @@ def _mysql_check(host, port, user, password, prefix, timeout):
 
 # --- PostgreSQL ----------------------------------------------------------------------------
 
-_PG_LOGIN_MARKERS = ("password authentication failed", "no pg_hba.conf entry", "does not exist",
-                     "authentication failed", "password is required", "role")
-
-
 def pgsql_privileges(rolsuper, rolcreatedb):
     """The client creates its databases and owns them; owners hold every privilege on their
     objects. So on PostgreSQL what it needs is the right to create databases."""
@@ -188,18 +168,8 @@ def pgsql_privileges(rolsuper, rolcreatedb):
 
 
 def _pgsql_check(host, port, user, password, timeout, dbname):
-    try:
-        conn = psycopg2.connect(host=host, port=port, user=user, password=password, dbname=dbname,
-                                connect_timeout=timeout)
-    except psycopg2.OperationalError as exc:
-        text = str(exc).strip().replace(password, "********") if password else str(exc).strip()
-        if any(m in text for m in _PG_LOGIN_MARKERS):
-            raise DbCheckError(
-                "login_refused",
-                "the PostgreSQL server at %s:%s refused the login of user '%s' (%s): check username and "
-                "password, and that pg_hba.conf lets this host in." % (host, port, user, text.splitlines()[-1])) from exc
-        raise DbCheckError("unreachable", "cannot reach the PostgreSQL server at %s:%s: %s"
-                           % (host, port, text)) from exc
+    conn = connect("postgresql", CONNECT_WORDS["postgresql"], host, port, user, password, database=dbname,
+                   timeout=timeout)
     try:
         with conn.cursor() as cur:
             cur.execute("SHOW server_version")

@@ -19,11 +19,11 @@ import re
 import stat
 import unicodedata
 
-from ansible_collections.wabiz.cluster.plugins.module_utils import _dbcheck, _files
+from ansible_collections.wabiz.cluster.plugins.module_utils import _dbcheck, _dbconnect, _files
+from ansible_collections.wabiz.cluster.plugins.module_utils._dbconnect import DEFAULT_PORTS
 
 # engine option value -> what the client expects in WA_DB_ENGINE
 ENGINES = {"mysql": "MYSQL", "postgresql": "PGSQL"}
-DEFAULT_PORTS = {"mysql": 3306, "postgresql": 5432}
 # Meta's default db.env sets 180000 ms for MySQL; PostgreSQL has no such setting.
 DEFAULT_IDLE_TIMEOUT_MS = 180000
 
@@ -421,7 +421,7 @@ def run_db_env(module):
         return result
 
     if p["validate_connection"]:
-        missing = _dbcheck.missing_library(p["engine"])
+        missing = _dbconnect.missing_library(p["engine"])
         if missing:
             from ansible.module_utils.basic import missing_required_lib
             _fail(module, missing_required_lib(missing[0], reason="for validate_connection"),

@@ -110,15 +110,9 @@ failure_kind:
   sample: auth
 """
 
-from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.wabiz.cluster.plugins.module_utils._api import (
-    ApiError,
-    WabizApi,
-    api_argument_spec,
-    check_options,
-    option_rule,
-)
-from ansible_collections.wabiz.cluster.plugins.module_utils._clusterdb import cluster_db_argument_spec
+from ansible_collections.wabiz.cluster.plugins.module_utils._api import ApiError, WabizApi
+from ansible_collections.wabiz.cluster.plugins.module_utils._cluster_module import run_cluster_module
+from ansible_collections.wabiz.cluster.plugins.module_utils._cluster_options import option_rule
 
 # The module's bounds of the two timers (the API documents only their defaults, 5 and 30 s).
 MAX_INTERVAL = 3600
@@ -176,40 +170,39 @@ def read(api):
     return app
 
 
-def main():
-    argument_spec = api_argument_spec()
-    argument_spec.update(cluster_db_argument_spec())  # accepted for the group's module_defaults, unused
-    argument_spec.update(
-        heartbeat_interval=dict(type="int"),
-        unhealthy_interval=dict(type="int"),
-        settings=dict(type="dict", default={}),
-    )
-    module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True,
-                           required_one_of=[("api_password", "api_new_password", "api_token"),
-                                            ("heartbeat_interval", "unhealthy_interval", "settings")])
-    check_options(module, RULES)
+ARGUMENT_SPEC = dict(
+    heartbeat_interval=dict(type="int"),
+    unhealthy_interval=dict(type="int"),
+    settings=dict(type="dict", default={}),
+)
+
+
+def run(module, _db, _failure):
     api = WabizApi(module.params, check_mode=module.check_mode)
-    try:
-        before = read(api)
-        changes, after, problem = plan(before, desired_values(module.params))
-        if problem:
-            module.fail_json(msg="refusing to change the settings: %s." % problem, failure_kind="invalid",
-                             before=before)
-        if changes and not module.check_mode:
-            api.call("PATCH", "/v1/settings/application", changes)
-            after = read(api)
-            missed = dict((k, after.get(k)) for k, v in changes.items() if after.get(k) != v)
-            if missed:
-                module.fail_json(msg="the API accepted the change but reads back %s" % missed,
-                                 failure_kind="not_applied", before=before, settings=after)
-    except ApiError as exc:
-        module.fail_json(msg=exc.msg, **exc.as_result())
+    before = read(api)
+    changes, after, problem = plan(before, desired_values(module.params))
+    if problem:
+        module.fail_json(msg="refusing to change the settings: %s." % problem, failure_kind="invalid", before=before)
+    if changes and not module.check_mode:
+        api.call("PATCH", "/v1/settings/application", changes)
+        after = read(api)
+        missed = dict((k, after.get(k)) for k, v in changes.items() if after.get(k) != v)
+        if missed:
+            module.fail_json(msg="the API accepted the change but reads back %s" % missed,
+                             failure_kind="not_applied", before=before, settings=after)
     changed = bool(changes) if module.check_mode else after != before
     result = dict(changed=changed, settings=after, before=before, changes=changes)
     if module._diff:
         result["diff"] = {"before": as_text(before), "after": as_text(after),
                           "before_header": "settings/application", "after_header": "settings/application"}
-    module.exit_json(**result)
+    return result
+
+
+def main():
+    # The db_* options are accepted for the group's module_defaults, and not used.
+    run_cluster_module(ARGUMENT_SPEC, RULES, run, db_required=False,
+                       required_one_of=[("api_password", "api_new_password", "api_token"),
+                                        ("heartbeat_interval", "unhealthy_interval", "settings")])
 
 
 if __name__ == "__main__":

@@ -211,26 +211,17 @@ failure_kind:
 
 import time
 
-from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 from ansible_collections.wabiz.cluster.plugins.module_utils._api import (
     ApiError,
     WabizApi,
-    api_argument_spec,
-    check_options,
     map_http_error,
     not_the_api,
-    option_rule,
     parallel,
     probe_node,
-    seconds_rule,
 )
-from ansible_collections.wabiz.cluster.plugins.module_utils._clusterdb import (
-    ClusterDb,
-    ClusterDbError,
-    cluster_db_argument_spec,
-    fmt_age,
-    render_table,
-)
+from ansible_collections.wabiz.cluster.plugins.module_utils._cluster_module import run_cluster_module
+from ansible_collections.wabiz.cluster.plugins.module_utils._cluster_options import option_rule, seconds_rule
+from ansible_collections.wabiz.cluster.plugins.module_utils._clusterdb import ClusterDb, fmt_age, render_table
 
 PROBED_KINDS = ("master", "coreapp")
 # Errors of the webapp the user named (api_url) that stop the check rather than become a finding.
@@ -542,32 +533,21 @@ def collect(params, api=None, db=None):
     return data
 
 
-def main():
-    argument_spec = api_argument_spec()
-    argument_spec.update(cluster_db_argument_spec())
-    argument_spec["db_engine"]["required"] = True
-    argument_spec["db_user"]["required"] = True
-    argument_spec.update(
-        heartbeat_threshold=dict(type="float", default=120.0),
-        probe_timeout=dict(type="float", default=3.0),
-        fail_on_unhealthy=dict(type="bool", default=True),
-        min_masters=dict(type="int", default=2),
-        min_spares=dict(type="int", default=1),
-        expected_nodes=dict(type="list", elements="str", default=[]),
-        check_webapps=dict(type="bool", default=True),
-    )
-    module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True,
-                           required_one_of=[("api_key", "api_password", "api_new_password", "api_token")])
-    check_options(module, RULES)
+ARGUMENT_SPEC = dict(
+    heartbeat_threshold=dict(type="float", default=120.0),
+    probe_timeout=dict(type="float", default=3.0),
+    fail_on_unhealthy=dict(type="bool", default=True),
+    min_masters=dict(type="int", default=2),
+    min_spares=dict(type="int", default=1),
+    expected_nodes=dict(type="list", elements="str", default=[]),
+    check_webapps=dict(type="bool", default=True),
+)
+
+
+def run(module, db, _failure):
     started = time.time()
-    try:
-        data = collect(module.params, api=WabizApi(dict(module.params, api_retries=0), check_mode=module.check_mode))
-    except ClusterDbError as exc:
-        if exc.kind == "missing_library":
-            module.fail_json(msg=missing_required_lib(exc.msg), exception=exc.exception, failure_kind=exc.kind)
-        module.fail_json(msg=exc.msg, failure_kind=exc.kind)
-    except ApiError as exc:
-        module.fail_json(msg=exc.msg, **exc.as_result())
+    data = collect(module.params, api=WabizApi(dict(module.params, api_retries=0), check_mode=module.check_mode),
+                   db=db)
     report = judge(data, module.params)
     report["webapps"] = dict((url, {"ok": w.get("ok"), "error": w.get("error"), "seconds": w.get("seconds")})
                              for url, w in data["webapps"].items())
@@ -575,7 +555,12 @@ def main():
     report.update(changed=False, table="\n".join(lines), table_lines=lines, elapsed=round(time.time() - started, 3))
     if not report["healthy"] and module.params["fail_on_unhealthy"]:
         module.fail_json(msg="the cluster is not healthy: %s" % "; ".join(report["findings"]), **report)
-    module.exit_json(**report)
+    return report
+
+
+def main():
+    run_cluster_module(ARGUMENT_SPEC, RULES, run, db_class=ClusterDb,
+                       required_one_of=[("api_key", "api_password", "api_new_password", "api_token")])
 
 
 if __name__ == "__main__":

@@ -160,20 +160,10 @@ failure_kind:
 
 import time
 
-from ansible.module_utils.basic import AnsibleModule, missing_required_lib
-from ansible_collections.wabiz.cluster.plugins.module_utils._api import (
-    ApiError,
-    WabizApi,
-    api_argument_spec,
-    check_options,
-    option_rule,
-    seconds_rule,
-)
-from ansible_collections.wabiz.cluster.plugins.module_utils._clusterdb import (
-    ClusterDb,
-    ClusterDbError,
-    cluster_db_argument_spec,
-)
+from ansible_collections.wabiz.cluster.plugins.module_utils._api import ApiError, WabizApi
+from ansible_collections.wabiz.cluster.plugins.module_utils._cluster_module import run_cluster_module
+from ansible_collections.wabiz.cluster.plugins.module_utils._cluster_options import option_rule, seconds_rule
+from ansible_collections.wabiz.cluster.plugins.module_utils._clusterdb import ClusterDb
 from ansible_collections.wabiz.cluster.plugins.module_utils.cluster_schema import STATUS_INCOMING_UNREAD
 
 COLLECTED_STATUSES = ("delivered", "read")
@@ -250,66 +240,55 @@ def run_round(api, poll_interval, wait_timeout, sleep=time.sleep, clock=time.tim
     return gc, round(clock() - started, 3)
 
 
-def main():
-    argument_spec = api_argument_spec()
-    argument_spec.update(cluster_db_argument_spec())
-    argument_spec["db_engine"]["required"] = True
-    argument_spec["db_user"]["required"] = True
-    argument_spec.update(
-        threshold=dict(type="int", default=10000000),
-        max_rounds=dict(type="int", default=5),
-        mark_read=dict(type="bool", default=False),
-        poll_interval=dict(type="float", default=1.0),
-        wait_timeout=dict(type="float", default=3600.0),
-    )
-    module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True,
-                           required_one_of=[("api_password", "api_new_password", "api_token")])
-    check_options(module, RULES)
+ARGUMENT_SPEC = dict(
+    threshold=dict(type="int", default=10000000),
+    max_rounds=dict(type="int", default=5),
+    mark_read=dict(type="bool", default=False),
+    poll_interval=dict(type="float", default=1.0),
+    wait_timeout=dict(type="float", default=3600.0),
+)
+
+
+def run(module, db, failure):
     p = module.params
     started = time.time()
-    db = ClusterDb(p)
-    rounds = []
+    rounds = failure["rounds"] = []
     marked = 0
     stopped = "nothing to collect"
-    try:
-        db.connect()
-        before = db.message_counts()
-        todo = collectable(before, p["mark_read"])
-        after = before
-        if todo and not module.check_mode:
-            if p["mark_read"]:
-                marked = db.mark_incoming_read()
-            api = WabizApi(p, check_mode=module.check_mode)
-            stopped = None
-            rows = sum(before.values())
-            while stopped is None:
-                gc, seconds = run_round(api, p["poll_interval"], p["wait_timeout"])
-                after = db.message_counts()
-                deleted = rows - sum(after.values())
-                rows = sum(after.values())
-                rounds.append({"round": len(rounds) + 1, "coreapps": gc, "rows_after": rows, "seconds": seconds})
-                failed = sorted(k for k, v in gc.items() if (v or {}).get("status") == "failed")
-                if failed:
-                    module.fail_json(msg="the garbage collection failed on %s: %s" % (", ".join(failed), "; ".join(
-                        str(gc[k].get("error") or gc[k].get("details") or "no detail") for k in failed)),
-                        failure_kind="gc_failed", rounds=rounds, rows_before=sum(before.values()), rows_after=rows)
-                stopped = next_step(rows, p["threshold"], deleted, len(rounds), p["max_rounds"])
-        elif todo:
-            stopped = "check mode"
-    except ClusterDbError as exc:
-        if exc.kind == "missing_library":
-            module.fail_json(msg=missing_required_lib(exc.msg), exception=exc.exception, failure_kind=exc.kind)
-        module.fail_json(msg=exc.msg, failure_kind=exc.kind, rounds=rounds)
-    except ApiError as exc:
-        module.fail_json(msg=exc.msg, rounds=rounds, **exc.as_result())
-    finally:
-        db.close()
+    db.connect()
+    before = db.message_counts()
+    todo = collectable(before, p["mark_read"])
+    after = before
+    if todo and not module.check_mode:
+        if p["mark_read"]:
+            marked = db.mark_incoming_read()
+        api = WabizApi(p, check_mode=module.check_mode)
+        stopped = None
+        rows = sum(before.values())
+        while stopped is None:
+            gc, seconds = run_round(api, p["poll_interval"], p["wait_timeout"])
+            after = db.message_counts()
+            deleted = rows - sum(after.values())
+            rows = sum(after.values())
+            rounds.append({"round": len(rounds) + 1, "coreapps": gc, "rows_after": rows, "seconds": seconds})
+            failed = sorted(k for k, v in gc.items() if (v or {}).get("status") == "failed")
+            if failed:
+                module.fail_json(msg="the garbage collection failed on %s: %s" % (", ".join(failed), "; ".join(
+                    str(gc[k].get("error") or gc[k].get("details") or "no detail") for k in failed)),
+                    failure_kind="gc_failed", rounds=rounds, rows_before=sum(before.values()), rows_after=rows)
+            stopped = next_step(rows, p["threshold"], deleted, len(rounds), p["max_rounds"])
+    elif todo:
+        stopped = "check mode"
     rows_before, rows_after = sum(before.values()), sum(after.values())
     changed = bool(todo) if module.check_mode else (rows_after < rows_before or marked > 0)
-    module.exit_json(changed=changed, rows_before=rows_before, rows_after=rows_after,
-                     deleted=rows_before - rows_after, collectable=todo, marked_read=marked, counts_before=before,
-                     counts_after=after, rounds=rounds, stopped_because=stopped,
-                     elapsed_seconds=round(time.time() - started, 3))
+    return dict(changed=changed, rows_before=rows_before, rows_after=rows_after, deleted=rows_before - rows_after,
+                collectable=todo, marked_read=marked, counts_before=before, counts_after=after, rounds=rounds,
+                stopped_because=stopped, elapsed_seconds=round(time.time() - started, 3))
+
+
+def main():
+    run_cluster_module(ARGUMENT_SPEC, RULES, run, db_class=ClusterDb,
+                       required_one_of=[("api_password", "api_new_password", "api_token")])
 
 
 if __name__ == "__main__":

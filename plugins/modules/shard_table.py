@@ -194,22 +194,18 @@ failure_kind:
 
 import time
 
-from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 from ansible_collections.wabiz.cluster.plugins.module_utils._api import (
     ApiError,
     WabizApi,
-    api_argument_spec,
-    check_options,
     open_url,
-    option_rule,
     parallel,
     probe_node,
-    seconds_rule,
 )
+from ansible_collections.wabiz.cluster.plugins.module_utils._cluster_module import run_cluster_module
+from ansible_collections.wabiz.cluster.plugins.module_utils._cluster_options import option_rule, seconds_rule
 from ansible_collections.wabiz.cluster.plugins.module_utils._clusterdb import (
     ClusterDb,
     ClusterDbError,
-    cluster_db_argument_spec,
     fmt_age,
     render_table,
 )
@@ -331,54 +327,38 @@ def wait_until(pred, timeout, interval=0.1):
         time.sleep(interval)
 
 
-def main():
-    argument_spec = api_argument_spec()
-    argument_spec.update(cluster_db_argument_spec())
-    argument_spec["db_engine"]["required"] = True
-    argument_spec["db_user"]["required"] = True
-    argument_spec.update(
-        shards=dict(type="int", choices=list(VALID_SHARD_COUNTS)),
-        move_shard=dict(type="int"),
-        move_to=dict(type="str"),
-        move_method=dict(type="str", choices=["auto", "api", "database"], default="auto"),
-        min_spares=dict(type="int", default=1),
-        heartbeat_threshold=dict(type="float", default=120.0),
-        probe_timeout=dict(type="float", default=3.0),
-        wait_timeout=dict(type="float", default=60.0),
-    )
-    module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True,
-                           required_together=[("move_shard", "move_to")])
-    check_options(module, RULES)
+ARGUMENT_SPEC = dict(
+    shards=dict(type="int", choices=list(VALID_SHARD_COUNTS)),
+    move_shard=dict(type="int"),
+    move_to=dict(type="str"),
+    move_method=dict(type="str", choices=["auto", "api", "database"], default="auto"),
+    min_spares=dict(type="int", default=1),
+    heartbeat_threshold=dict(type="float", default=120.0),
+    probe_timeout=dict(type="float", default=3.0),
+    wait_timeout=dict(type="float", default=60.0),
+)
+
+
+def run(module, db, _failure):
     p = module.params
-    db = ClusterDb(p)
     result = {"changed": False}
+    db.connect()
+    state = read_state(db, p["probe_timeout"])
+    map_before, cores = summarize(state, p["heartbeat_threshold"])
     try:
-        db.connect()
+        plan = compute_plan(map_before, cores, p["shards"], p["move_shard"], p["move_to"], p["min_spares"])
+    except Refused as exc:
+        module.fail_json(msg=str(exc), failure_kind="refused", map=map_before, coreapps=cores, shards=len(map_before))
+    result["plan"] = [sentence for _k, _a, sentence in plan]
+    if plan and not module.check_mode:
+        api = WabizApi(p, check_mode=module.check_mode)
+        for kind, args, _sentence in plan:
+            if kind == "shards":
+                set_shard_count(module, api, db, p, args)
+            else:
+                result.update(move(module, api, db, p, state, args))
         state = read_state(db, p["probe_timeout"])
-        map_before, cores = summarize(state, p["heartbeat_threshold"])
-        try:
-            plan = compute_plan(map_before, cores, p["shards"], p["move_shard"], p["move_to"], p["min_spares"])
-        except Refused as exc:
-            module.fail_json(msg=str(exc), failure_kind="refused", map=map_before, coreapps=cores,
-                             shards=len(map_before))
-        result["plan"] = [sentence for _k, _a, sentence in plan]
-        if plan and not module.check_mode:
-            api = WabizApi(p, check_mode=module.check_mode)
-            for kind, args, _sentence in plan:
-                if kind == "shards":
-                    set_shard_count(module, api, db, p, args)
-                else:
-                    result.update(move(module, api, db, p, state, args))
-            state = read_state(db, p["probe_timeout"])
-        map_after, cores = summarize(state, p["heartbeat_threshold"])
-    except ClusterDbError as exc:
-        if exc.kind == "missing_library":
-            module.fail_json(msg=missing_required_lib(exc.msg), exception=exc.exception, failure_kind=exc.kind)
-        module.fail_json(msg=exc.msg, failure_kind=exc.kind)
-    except ApiError as exc:
-        module.fail_json(msg=exc.msg, **exc.as_result())
-    finally:
-        db.close()
+    map_after, cores = summarize(state, p["heartbeat_threshold"])
     if module.check_mode:
         result["changed"] = bool(plan)
         shards = p["shards"] if p["shards"] is not None else len(map_before)
@@ -392,7 +372,11 @@ def main():
     if module._diff:
         result["diff"] = {"before": map_text(map_before), "after": map_text(map_after) if not module.check_mode
                           else "(check mode) " + "; ".join(result["plan"]) + "\n"}
-    module.exit_json(**result)
+    return result
+
+
+def main():
+    run_cluster_module(ARGUMENT_SPEC, RULES, run, db_class=ClusterDb, required_together=[("move_shard", "move_to")])
 
 
 def _serving(db, p, want):

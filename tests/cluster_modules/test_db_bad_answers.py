@@ -15,6 +15,7 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / ".build" / "link"))  # the tree as ansible_collections.wabiz.cluster
 
 from ansible_collections.wabiz.cluster.plugins.module_utils import _clusterdb as cdb  # noqa: E402
+from ansible_collections.wabiz.cluster.plugins.module_utils import _dbconnect as dbc  # noqa: E402
 
 DB_PW = "Db-Secret-4714"
 
@@ -58,7 +59,7 @@ def greeter():
     ("postgresql", b"HTTP/1.0 200 OK\r\n\r\n<html>"),
 ])
 def test_a_port_that_is_not_the_database_is_a_clear_error(greeter, engine, greeting):
-    assert cdb.missing_library(engine) is None, f"the {engine} driver must be installed in the project venv"
+    assert dbc.missing_library(engine) is None, f"the {engine} driver must be installed in the project venv"
     port = greeter(greeting)
     db = cdb.ClusterDb({"db_engine": engine, "db_host": "127.0.0.1", "db_port": port, "db_user": "wa",
                         "db_password": DB_PW, "db_connect_timeout": 2})

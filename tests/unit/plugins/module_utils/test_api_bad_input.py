@@ -19,6 +19,7 @@ import time
 import pytest
 from ansible.module_utils.testing import patch_module_args
 from ansible_collections.wabiz.cluster.plugins.module_utils import _api as api
+from ansible_collections.wabiz.cluster.plugins.module_utils import _cluster_options as options
 from ansible_collections.wabiz.cluster.plugins.module_utils import _clusterdb as cdb
 from ansible_collections.wabiz.cluster.plugins.modules import app_settings, failover_check, message_gc, shard_table
 
@@ -253,16 +254,17 @@ def all_options(**kw):
 
 
 def test_the_defaults_and_valid_values_pass(tmp_path):
-    assert api.option_problems(all_options()) == []
-    assert api.option_problems(all_options(api_url="wa.example.internal:9090/", db_port=3306, api_retries=0,
-                                           api_token_cache=str(tmp_path / "new" / "dir" / "tokens.json"))) == []
+    assert options.option_problems(all_options()) == []
+    valid = all_options(api_url="wa.example.internal:9090/", db_port=3306, api_retries=0,
+                        api_token_cache=str(tmp_path / "new" / "dir" / "tokens.json"))
+    assert options.option_problems(valid) == []
     cert = tmp_path / "ca.pem"
     # A real CA certificate, made here: the check loads it as the TLS layer would.
     made = subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=wabiz-test-ca",
                            "-days", "1", "-keyout", str(tmp_path / "ca.key"), "-out", str(cert)],
                           capture_output=True, text=True, timeout=60, check=False)
     assert made.returncode == 0, made.stderr
-    assert api.option_problems(all_options(ca_path=str(cert))) == []
+    assert options.option_problems(all_options(ca_path=str(cert))) == []
 
 
 @pytest.mark.parametrize("option, value, words", [
@@ -285,34 +287,34 @@ def test_the_defaults_and_valid_values_pass(tmp_path):
     ("api_url", "https://:9090", "api_url names no host"),
 ])
 def test_bad_shared_options_are_refused_by_name(option, value, words):
-    problems = api.option_problems(all_options(**{option: value}))
+    problems = options.option_problems(all_options(**{option: value}))
     assert len(problems) == 1 and words in problems[0], problems
     assert_no_secret(problems[0])
 
 
 def test_bad_files_are_refused_by_name(tmp_path):
     missing = str(tmp_path / "ca.pem")
-    assert api.option_problems(all_options(ca_path=missing)) == [
+    assert options.option_problems(all_options(ca_path=missing)) == [
         f"ca_path {missing}: file not found. Set ca_path to the PEM file of the CA that signed the webapp's "
         "certificate (or leave it unset to use the system's CAs)."]
-    assert "is not a file" in api.option_problems(all_options(ca_path=str(tmp_path)))[0]
+    assert "is not a file" in options.option_problems(all_options(ca_path=str(tmp_path)))[0]
     (tmp_path / "junk.pem").write_text("not a certificate\n")
-    assert "holds no PEM CA certificate" in api.option_problems(all_options(ca_path=str(tmp_path / "junk.pem")))[0]
-    assert api.option_problems(all_options(api_token_cache=str(tmp_path))) == [
+    assert "holds no PEM CA certificate" in options.option_problems(all_options(ca_path=str(tmp_path / "junk.pem")))[0]
+    assert options.option_problems(all_options(api_token_cache=str(tmp_path))) == [
         f"api_token_cache {tmp_path} is a directory: it must name a file, for example "
         f"{os.path.join(str(tmp_path), 'tokens.json')}."]
     (tmp_path / "f").write_text("")
-    assert "cannot be created: %s is not a directory" % (tmp_path / "f") in api.option_problems(
+    assert "cannot be created: %s is not a directory" % (tmp_path / "f") in options.option_problems(
         all_options(api_token_cache=str(tmp_path / "f" / "sub" / "tokens.json")))[0]
 
 
 def test_module_rules_bound_their_own_numbers():
-    rules = (api.option_rule("max_rounds", 1, 100, "the most rounds, for example 5", whole=True),
-             api.seconds_rule("poll_interval", 600, "the seconds between polls, for example 1"))
-    assert api.option_problems(all_options(max_rounds=0, poll_interval=-1.0), rules) == [
+    rules = (options.option_rule("max_rounds", 1, 100, "the most rounds, for example 5", whole=True),
+             options.seconds_rule("poll_interval", 600, "the seconds between polls, for example 1"))
+    assert options.option_problems(all_options(max_rounds=0, poll_interval=-1.0), rules) == [
         "max_rounds must be 1 or more (got 0): set the most rounds, for example 5.",
         "poll_interval must be more than 0 (got -1): set the seconds between polls, for example 1."]
-    assert api.option_problems(all_options(max_rounds=5, poll_interval=0.5), rules) == []
+    assert options.option_problems(all_options(max_rounds=5, poll_interval=0.5), rules) == []
 
 
 # -- the modules, run in process -----------------------------------------------------------------

@@ -7,6 +7,7 @@ import types
 
 import pytest
 from ansible_collections.wabiz.cluster.plugins.module_utils import _clusterdb as cdb
+from ansible_collections.wabiz.cluster.plugins.module_utils import _dbconnect as dbc
 from ansible_collections.wabiz.cluster.plugins.module_utils import cluster_schema as S
 
 PARAMS = {"db_engine": "mysql", "db_host": "db1", "db_port": None, "db_user": "wa", "db_password": "pw-secret",
@@ -93,12 +94,12 @@ def fake_driver(monkeypatch, engine, exc):
 
     if engine == "mysql":
         fake = types.SimpleNamespace(err=types.SimpleNamespace(MySQLError=FakeDriverError), connect=fail)
-        monkeypatch.setattr(cdb, "pymysql", fake, raising=False)
-        monkeypatch.setattr(cdb, "HAS_PYMYSQL", True)
+        monkeypatch.setattr(dbc, "pymysql", fake, raising=False)
+        monkeypatch.setattr(dbc, "HAS_PYMYSQL", True)
     else:
         fake = types.SimpleNamespace(Error=FakeDriverError, connect=fail)
-        monkeypatch.setattr(cdb, "psycopg2", fake, raising=False)
-        monkeypatch.setattr(cdb, "HAS_PSYCOPG2", True)
+        monkeypatch.setattr(dbc, "psycopg2", fake, raising=False)
+        monkeypatch.setattr(dbc, "HAS_PSYCOPG2", True)
 
 
 # Error numbers and texts as PyMySQL 1.1 raises them against MariaDB 10.11.
@@ -133,8 +134,8 @@ def test_pgsql_connect_errors(monkeypatch, text, kind):
 
 
 def test_missing_driver_is_reported(monkeypatch):
-    monkeypatch.setattr(cdb, "HAS_PYMYSQL", False)
-    monkeypatch.setattr(cdb, "PYMYSQL_IMP_ERR", "Traceback...")
+    monkeypatch.setattr(dbc, "HAS_PYMYSQL", False)
+    monkeypatch.setattr(dbc, "PYMYSQL_IMP_ERR", "Traceback...")
     with pytest.raises(cdb.ClusterDbError) as e:
         cdb.ClusterDb(PARAMS).connect()
     assert e.value.kind == "missing_library" and e.value.msg == "PyMySQL"
@@ -143,3 +144,34 @@ def test_missing_driver_is_reported(monkeypatch):
 def test_render_table_and_ages():
     assert cdb.render_table(["A", "LONGER"], [["xx", None], [1, "y"]]) == ["A   LONGER", "xx  -", "1   y"]
     assert [cdb.fmt_age(v) for v in (None, 0.44, 119.9, 125)] == ["never", "0.4s", "119.9s", "2m05s"]
+
+
+@pytest.mark.parametrize("text, kind, detail", [
+    # libpq tries each address of a host: the line that says why wins over the first
+    ('connection to server at "db1" (::1), port 5432 failed: Connection refused\n\tIs the server running on that '
+     'host and accepting TCP/IP connections?\nconnection to server at "db1" (10.0.0.2), port 5432 failed: FATAL:  '
+     'password authentication failed for user "wa"', "login_refused",
+     '(connection to server at "db1" (10.0.0.2), port 5432 failed: FATAL:  password authentication failed for user '
+     '"wa")'),
+    # a role whose name holds "database" is a login failure, not a missing database
+    ('connection to server at "db1" (10.0.0.2), port 5432 failed: FATAL:  role "database_reader" does not exist',
+     "login_refused", 'role "database_reader" does not exist'),
+    ('connection to server at "db1" (10.0.0.2), port 5432 failed: FATAL:  Ident authentication failed for user "wa"',
+     "login_refused", "Ident authentication failed"),
+    ('connection to server at "db1" (10.0.0.2), port 5432 failed: received invalid response to SSL negotiation: H',
+     "bad_response", "db1:5432 did not answer as a PostgreSQL server (connection to server"),
+])
+def test_pgsql_connect_errors_are_read_line_by_line(monkeypatch, text, kind, detail):
+    fake_driver(monkeypatch, "postgresql", FakeDriverError(text))
+    with pytest.raises(cdb.ClusterDbError) as e:
+        cdb.ClusterDb(dict(PARAMS, db_engine="postgresql")).connect()
+    assert e.value.kind == kind and detail in e.value.msg, e.value.msg
+
+
+def test_a_mysql_greeting_that_is_not_mysql_is_a_bad_response(monkeypatch):
+    fake_driver(monkeypatch, "mysql", IndexError("index out of range"))
+    with pytest.raises(cdb.ClusterDbError) as e:
+        cdb.ClusterDb(PARAMS).connect()
+    assert e.value.kind == "bad_response"
+    assert e.value.msg == ("db1:3306 did not answer as a MySQL server (IndexError: index out of range): check "
+                           "db_engine, db_host and db_port.")

@@ -1,9 +1,14 @@
-"""Privilege evaluation for the client's database login (the SQL side is integration-tested)."""
+"""Privilege evaluation and the reading of login failures for the client's database login (the SQL side is
+integration-tested)."""
 
 from __future__ import annotations
 
 import pytest
 from ansible_collections.wabiz.cluster.plugins.module_utils import _dbcheck as dbcheck
+from ansible_collections.wabiz.cluster.tests.unit.plugins.module_utils.test_clusterdb import (
+    FakeDriverError,
+    fake_driver,
+)
 
 ALL = ["SELECT", "INSERT", "UPDATE", "DELETE", "CREATE", "ALTER", "INDEX", "DROP"]
 
@@ -76,3 +81,49 @@ def test_unreachable_port_is_its_own_kind():
 def test_mysql_grantee_format():
     assert dbcheck._mysql_grantee("wa@%") == "'wa'@'%'"
     assert dbcheck._mysql_grantee("a@b@10.0.0.%") == "'a@b'@'10.0.0.%'"
+
+
+# -- the login failures, read by the connection layer shared with the cluster modules ----------
+PG = 'connection to server at "db1" (10.0.0.2), port 5432 failed: '
+
+
+@pytest.mark.parametrize("text, kind, words", [
+    (PG + 'FATAL:  password authentication failed for user "wa"', "login_refused",
+     "refused the login of user 'wa' (" + PG + "FATAL:  password authentication failed for user \"wa\"): check "
+     "username and password, and that pg_hba.conf lets this host in."),
+    (PG + 'FATAL:  role "wa" does not exist', "login_refused", "check username and password"),
+    (PG + 'FATAL:  no pg_hba.conf entry for host "10.0.0.9", user "wa", database "postgres"', "login_refused",
+     "pg_hba.conf lets this host in"),
+    # not a login failure: the database the check logs in to is missing (the same rule as the cluster modules)
+    (PG + 'FATAL:  database "postgres" does not exist', "login_refused",
+     "the database 'postgres' that the check logs in to does not exist there."),
+    (PG + "Connection refused\n\tIs the server running on that host and accepting TCP/IP connections?", "unreachable",
+     "cannot reach the PostgreSQL server at db1:5432: " + PG + "Connection refused"),
+    (PG + "expected authentication request from server, but received H", "unreachable", "received H"),
+])
+def test_pgsql_login_failures(monkeypatch, text, kind, words):
+    fake_driver(monkeypatch, "postgresql", FakeDriverError(text + "\n"))
+    with pytest.raises(dbcheck.DbCheckError) as e:
+        dbcheck._pgsql_check("db1", 5432, "wa", "pw-secret", 3, "postgres")
+    assert e.value.kind == kind and words in e.value.msg and "pw-secret" not in e.value.msg, e.value.msg
+
+
+@pytest.mark.parametrize("exc, kind, words", [
+    (FakeDriverError(1045, "Access denied for user 'wa'@'10.0.0.9' (using password: YES)"), "login_refused",
+     "the MySQL server at db1:3306 refused the login of user 'wa' (error 1045: Access denied"),
+    (FakeDriverError(2003, "Can't connect to MySQL server on 'db1'"), "unreachable",
+     "cannot reach the MySQL server at db1:3306 (error 2003: Can't connect"),
+    (FakeDriverError(1040, "Too many connections"), "query_failed",
+     "connecting to the MySQL server at db1:3306 failed: (1040, 'Too many connections')"),
+    # a greeting that is not MySQL's: a clear failure, not a traceback
+    (FakeDriverError("Packet sequence number wrong - got 101 expected 1"), "unreachable",
+     "cannot reach the MySQL server at db1:3306 (Packet sequence number wrong"),
+    (IndexError("index out of range"), "unreachable", "(IndexError: index out of range)"),
+])
+def test_mysql_login_failures(monkeypatch, exc, kind, words):
+    fake_driver(monkeypatch, "mysql", exc)
+    with pytest.raises(dbcheck.DbCheckError) as e:
+        dbcheck._mysql_check("db1", 3306, "wa", "pw-secret", "wa_", 3)
+    assert e.value.kind == kind and words in e.value.msg and "pw-secret" not in e.value.msg, e.value.msg
+    if kind == "login_refused":
+        assert e.value.details == {"error_code": 1045}

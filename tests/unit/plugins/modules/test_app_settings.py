@@ -62,7 +62,7 @@ def test_the_limits_themselves_are_accepted():
 
 
 def test_the_option_rules_match_the_plan_limits():
-    from ansible_collections.wabiz.cluster.plugins.module_utils._api import option_problems
+    from ansible_collections.wabiz.cluster.plugins.module_utils._cluster_options import option_problems
 
     assert option_problems({"heartbeat_interval": 3600}, m.RULES) == [
         "heartbeat_interval must be at most 3599 (got 3600): set the seconds between heartbeats, for example 5."]

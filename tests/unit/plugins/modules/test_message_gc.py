@@ -67,3 +67,50 @@ def test_run_round_without_any_owner_fails_at_once():
     with pytest.raises(m.ApiError) as e:
         m.run_round(FakeApi([{}]), 0.01, 3600, sleep=lambda s: None)
     assert e.value.kind == "unavailable" and "no shard has an owner" in e.value.msg
+
+
+# -- the shared frame (_cluster_module): one failure shape for a database error ----------------------
+def run_main(monkeypatch, capsys, connect_error):
+    import json
+
+    from ansible.module_utils.testing import patch_module_args
+
+    closed = []
+
+    class FailingDb:
+        def __init__(self, params):
+            pass
+
+        def connect(self):
+            raise connect_error
+
+        def close(self):
+            closed.append(True)
+
+    monkeypatch.setattr(m, "ClusterDb", FailingDb)
+    args = {"api_url": "https://wa:9090", "api_password": "Api-Secret-1", "db_engine": "mysql", "db_user": "wa",
+            "db_password": "Db-Secret-2"}
+    with patch_module_args(args), pytest.raises(SystemExit):
+        m.main()
+    out = capsys.readouterr().out
+    assert "Api-Secret-1" not in out and "Db-Secret-2" not in out
+    assert closed, "the frame closes the database"
+    return json.loads(out)
+
+
+def test_a_database_failure_is_one_sentence_with_the_rounds_so_far(monkeypatch, capsys):
+    from ansible_collections.wabiz.cluster.plugins.module_utils._clusterdb import ClusterDbError
+
+    res = run_main(monkeypatch, capsys, ClusterDbError("login_refused", "the MySQL server 127.0.0.1:3306 refused "
+                                                       "the login of user 'wa' (error 1045: denied): check db_user "
+                                                       "and db_password."))
+    assert res["failed"] and res["failure_kind"] == "login_refused" and res["rounds"] == []
+    assert res["msg"].startswith("the MySQL server 127.0.0.1:3306 refused the login of user 'wa'")
+
+
+def test_a_missing_driver_is_ansibles_missing_library_message(monkeypatch, capsys):
+    from ansible_collections.wabiz.cluster.plugins.module_utils._clusterdb import ClusterDbError
+
+    res = run_main(monkeypatch, capsys, ClusterDbError("missing_library", "PyMySQL", "Traceback (most recent...)"))
+    assert res["failed"] and res["failure_kind"] == "missing_library" and "rounds" not in res
+    assert "Failed to import the required Python library (PyMySQL)" in res["msg"]
