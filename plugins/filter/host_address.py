@@ -57,6 +57,9 @@ def address_of(host: str, host_vars) -> str:
 
 
 def host_address(host: str, hostvars) -> str:
+    # A name that is no inventory host (an address given on the command line) stands for itself.
+    if host not in hostvars:
+        return host
     return address_of(host, hostvars[host])
 
 

@@ -304,3 +304,127 @@ def test_host_address_prefers_the_cluster_address_then_the_ssh_address_then_the_
     hostvars = {"a": {"wabiz_external_hostname": "10.0.0.1", "ansible_host": "a.ssh"}, "b": {"ansible_host": "b.ssh"},
                 "c": {"wabiz_external_hostname": "  ", "ansible_host": None}}
     assert [host_address(h, hostvars) for h in ("a", "b", "c")] == ["10.0.0.1", "b.ssh", "c"]
+    assert host_address("10.0.0.9", hostvars) == "10.0.0.9"  # not an inventory host: itself
+
+
+# -- huge counts, values that are no whole number -----------------------------------------------
+
+@pytest.mark.parametrize("kind, value", [("coreapp", 1497299), ("coreapp", 9223372036854775808), ("coreapp", 65),
+                                         ("webapp", 1497299), ("webapp", 9223372036854775808), ("webapp", 65)])
+def test_more_containers_than_a_host_may_run_are_one_sentence_and_no_port_list(kind, value, monkeypatch):
+    from ansible_collections.wabiz.cluster.plugins.filter import layout_problems as mod
+
+    lay = good()
+    for h in lay.values():
+        h["instances"][kind] = value
+    monkeypatch.setattr(mod, "range", lambda *a: pytest.fail("ports enumerated: %r" % (a,)) if max(a) > 1000 else
+                        range(*a), raising=False)
+    problems = problems_of(lay)
+    problem = only(problems, f"wabiz_{kind}_instances is {value}")
+    assert f"at most {mod.MAX_INSTANCES} {kind} containers" in problem and f"1 to {mod.MAX_INSTANCES}" in problem
+    assert len(problems) == 1, problems
+    assert published_ports(lay["c1" if kind == "coreapp" else "w1"]) == []
+
+
+def test_a_huge_master_count_is_the_one_master_rule_and_no_port_list():
+    lay = good()
+    lay["m1"]["instances"]["master"] = 2147483647
+    problems = problems_of(lay)
+    assert len(problems) == 1 and "m1 run(s) more than one master" in problems[0], problems
+    assert published_ports(lay["m1"]) == []
+
+
+def test_the_most_containers_a_host_may_run_are_sound():
+    from ansible_collections.wabiz.cluster.plugins.filter.layout_problems import MAX_INSTANCES
+
+    lay = good()
+    lay["c1"]["instances"]["coreapp"] = lay["w1"]["instances"]["webapp"] = MAX_INSTANCES
+    assert problems_of(lay) == []
+    assert len(published_ports(lay["c1"])) == 4 * MAX_INSTANCES
+
+
+def test_a_coreapp_over_the_limit_beside_a_master_publishes_nothing_after_it():
+    lay = good()
+    lay["m1"].update(kinds=["master", "coreapp"])
+    lay["m1"]["instances"]["coreapp"] = 10 ** 6
+    assert published_ports(lay["m1"]) == []
+    assert not any("wabiz_node_base_port" in p for p in problems_of(lay))
+
+
+@pytest.mark.parametrize("where, key, value, words", [
+    ("c1", "base_port", {}, "wabiz_node_base_port is {} on c1: it must be a port number"),
+    ("c1", "base_port", [], "wabiz_node_base_port is [] on c1: it must be a port number"),
+    ("c1", "base_port", [6250], "wabiz_node_base_port is [6250] on c1: it must be a port number"),
+    ("w1", "webapp_port", [], "wabiz_webapp_port is [] on w1: it must be a port number"),
+    ("w1", "webapp_port", {"a": 1}, "wabiz_webapp_port is {'a': 1} on w1: it must be a port number"),
+    ("w1", "webapp_port", 9090.5, "wabiz_webapp_port is 9090.5 on w1: it must be a port number"),
+    ("w1", "webapp_port", True, "wabiz_webapp_port is True on w1: it must be a port number"),
+    ("c1", "base_port", 1e300, "wabiz_node_base_port is 1e+300 on c1: it must be a port number"),
+    ("c1", "base_port", float("inf"), "wabiz_node_base_port is inf on c1: it must be a port number"),
+    ("c1", "base_port", "x" * 500, "wabiz_node_base_port is '" + "x" * 59 + "... on c1"),
+])
+def test_a_port_that_is_no_whole_number_is_named_never_raised(where, key, value, words):
+    lay = good()
+    lay[where][key] = value
+    assert only(problems_of(lay), words)
+
+
+@pytest.mark.parametrize("kind", ["master", "coreapp", "webapp"])
+@pytest.mark.parametrize("value", [{}, [], [1], {"a": 1}, 1.5, True])
+def test_instances_that_are_no_whole_number_are_named_never_raised(kind, value):
+    lay = good()
+    for h in lay.values():
+        h["instances"][kind] = value
+    problem = only(problems_of(lay), f"wabiz_{kind}_instances is {value!r}")
+    assert f"at least one {kind} container" in problem
+
+
+def test_unhashable_values_on_several_hosts_are_grouped_in_one_sentence():
+    lay = good()
+    lay["c1"]["base_port"] = lay["c2"]["base_port"] = {}
+    lay["m1"]["base_port"] = []
+    problems = problems_of(lay)
+    assert "wabiz_node_base_port is {} on c1 and c2:" in only(problems, "wabiz_node_base_port is {}")
+    assert "wabiz_node_base_port is [] on m1:" in only(problems, "wabiz_node_base_port is []")
+
+
+@pytest.mark.parametrize("hb, uh, expected", [
+    ([], 30, "wabiz_heartbeat_interval is [] on w1: it must be a whole number of seconds"),
+    ({}, 30, "wabiz_heartbeat_interval is {} on w1: it must be a whole number of seconds"),
+    (1.5, 30, "wabiz_heartbeat_interval is 1.5 on w1"),
+    (5, [], "wabiz_unhealthy_interval is [] on w1: it must be a whole number of seconds"),
+    (5, {"a": 1}, "wabiz_unhealthy_interval is {'a': 1} on w1"),
+])
+def test_intervals_that_are_no_whole_number_are_named_never_raised(hb, uh, expected):
+    problems = problems_of(with_settings(wabiz_heartbeat_interval=hb, wabiz_unhealthy_interval=uh))
+    assert len([p for p in problems if "interval" in p]) == 1, problems
+    assert any(expected in p for p in problems), problems
+
+
+@pytest.mark.parametrize("shards, shown", [(2.5, "2.5"), (1.5, "1.5"), (True, "True"), (False, "False"),
+                                           ("2x", "'2x'"), ("2.5", "'2.5'"), ("", "''"), (None, "None"),
+                                           ([], "[]"), ({}, "{}"), ([2], "[2]"), (float("nan"), "nan")])
+def test_a_shard_count_that_is_no_whole_number_is_named_not_rounded(shards, shown):
+    problem = only(problems_of(good(), shards=shards), "wabiz_shards must be one of")
+    assert problem.endswith("not %s." % shown), problem
+
+
+@pytest.mark.parametrize("shards", [1, "1", " 1 ", 1.0])
+def test_a_whole_shard_count_in_any_spelling_is_sound(shards):
+    assert problems_of(good(), shards=shards) == []
+
+
+def test_cluster_layouts_keeps_what_is_no_whole_number_for_layout_problems_to_name():
+    from ansible_collections.wabiz.cluster.plugins.filter.cluster_layouts import cluster_layouts
+
+    groups = {"wabiz_coreapp": ["c1"], "wabiz_webapp": ["c1"]}
+    hostvars = {"c1": {"wabiz_coreapp_instances": 1.5, "wabiz_webapp_instances": [], "wabiz_node_base_port": {},
+                       "wabiz_webapp_port": float("inf")}}
+    defaults = {"wabiz_master_instances": 2.0, "wabiz_coreapp_instances": 1, "wabiz_webapp_instances": 1,
+                "wabiz_node_base_port": 6250, "wabiz_webapp_port": 9090}
+    lay = cluster_layouts(groups, hostvars, defaults)["c1"]
+    assert lay["instances"] == {"master": 2, "coreapp": 1.5, "webapp": []}
+    assert lay["base_port"] == {} and lay["webapp_port"] == float("inf")
+    problems = layout_problems({"c1": lay}, shards=1, engine="mysql")
+    assert any("wabiz_coreapp_instances is 1.5 on c1" in p for p in problems), problems
+    assert any("wabiz_webapp_instances is [] on c1" in p for p in problems), problems
