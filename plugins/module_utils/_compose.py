@@ -47,8 +47,11 @@ from ansible_collections.wabiz.cluster.plugins.module_utils._compose_state impor
     HAS_DOCKER,
     DockerException,
     DockerState,
+    api_timeout,
+    bad_address_message,
     compare,
     container_record,
+    docker_host_problem,
     make_action,
     public_containers,
     summary_text,
@@ -56,8 +59,9 @@ from ansible_collections.wabiz.cluster.plugins.module_utils._compose_state impor
 from ansible_collections.wabiz.cluster.plugins.module_utils._compose_wait import not_ready, wait_until_up
 
 __all__ = [
-    "NUMBER_OPTIONS", "STATES", "ComposeError", "DockerState", "Plan", "cli_kind", "compare", "compose_argument_spec",
-    "container_record", "detect_cli", "memo_after_apply", "memo_path", "normalize_project_name", "not_ready",
+    "NUMBER_OPTIONS", "STATES", "ComposeError", "DockerState", "Plan", "api_timeout", "cli_kind", "compare",
+    "compose_argument_spec", "container_record", "detect_cli", "docker_host_problem", "memo_after_apply", "memo_path",
+    "normalize_project_name", "not_ready",
     "parse_config", "parse_hashes", "parse_version", "plan", "predicted_text", "public_containers", "read_memo",
     "run_compose_stack", "service_scope", "summary_text", "translate_hashes", "validate_params", "wait_until_up",
     "write_memo",
@@ -98,6 +102,9 @@ def validate_params(p):
         value = p.get(name)
         if value is not None and value < minimum:
             raise ComposeError("%s: %s is too small; it must be at least %s, the %s." % (name, value, minimum, what))
+    why = docker_host_problem(p.get("docker_host"))
+    if why:
+        raise ComposeError(bad_address_message("docker_host", p["docker_host"], why))
 
 
 def run_compose_stack(module):
@@ -193,10 +200,13 @@ class _StackRun:
         self.runner = ComposeRunner(self.module, self.cli, self.src, self.project, self.files, env)
 
     def read_docker(self):
-        """What Docker holds for the project before the run."""
+        """What Docker holds for the project before the run. Each Docker API call waits at most
+        ``api_timeout(wait_timeout)`` seconds for the engine."""
         try:
-            self.docker_state = DockerState(self.p["docker_host"])
+            self.docker_state = DockerState(self.p["docker_host"], timeout=api_timeout(self.p["wait_timeout"]))
             self.before = self.docker_state.snapshot(self.project)
+        except ComposeError as exc:
+            self.fail(exc.msg)
         except DockerException as exc:
             self.fail("cannot read Docker state (is the engine running and reachable?): %s" % exc)
 
@@ -226,9 +236,12 @@ class _StackRun:
         self.image_ids = {}
         if not self.brings_up:
             return
-        for svc in self.scope:
-            image = self.config[svc]["image"]
-            self.image_ids[svc] = self.docker_state.image_id(image) if image else None
+        try:
+            for svc in self.scope:
+                image = self.config[svc]["image"]
+                self.image_ids[svc] = self.docker_state.image_id(image) if image else None
+        except ComposeError as exc:
+            self.fail(exc.msg)
         absent = sorted(set(self.config[s]["image"] for s in self.scope
                             if self.config[s]["image"] and self.image_ids[s] is None))
         if absent and self.p["pull"] == "never":
@@ -264,8 +277,11 @@ class _StackRun:
             elif self.p["state"] == "absent" and stack_plan.actions:
                 self._remove()
         except ComposeError as exc:
-            self.changes_seen()
             details = dict((k, v) for k, v in exc.details.items() if k in ("rc", "stderr", "container", "log_tail"))
+            try:
+                self.changes_seen()
+            except ComposeError as unseen:
+                self.fail("%s (what changed in Docker is unknown: %s)" % (exc.msg, unseen.msg), **details)
             self.fail(exc.msg, **details)
 
     def _up(self, stack_plan):
@@ -295,9 +311,14 @@ class _StackRun:
 
     def changes_seen(self):
         """Fill ``result`` from Docker's state now: what changed since the run began. Returns that
-        state."""
-        after = self.docker_state.snapshot(self.project)
+        state. When Docker cannot be read, raises ComposeError with ``changed`` true if a compose
+        command ran."""
         self.result["commands"] = self.runner.commands
+        try:
+            after = self.docker_state.snapshot(self.project)
+        except ComposeError:
+            self.result["changed"] = bool(self.runner.commands)
+            raise
         self.result["actions"] = compare(self.before, after)
         self.result["changed"] = bool(self.result["actions"])
         self.result["containers"] = public_containers(after)
@@ -305,7 +326,11 @@ class _StackRun:
 
     def applied_result(self):
         """After a successful apply: the memo kept for the next run, and what changed."""
-        after = self.changes_seen()
+        try:
+            after = self.changes_seen()
+        except ComposeError as exc:
+            self.fail("the compose commands succeeded, but what changed in Docker is unknown: %s" % exc.msg)
+            raise  # not reached: fail_json exits
         removed_all = self.p["state"] == "absent" and not self.p["services"]
         new_memo = {} if removed_all else memo_after_apply(self.cli_hashes, after, self.memo)
         if new_memo != self.memo:

@@ -120,6 +120,11 @@ options:
     description:
       - Seconds to wait for O(wait), at least 1. A smaller value fails the task before anything is
         read or run, also in check mode.
+      - Also bounds every call to the Docker engine's API (in every state and in check mode, with
+        O(wait=false) too), each waiting at most O(wait_timeout) seconds for an answer, but at
+        least 5 and at most 60; so an engine that accepts connections but does not answer fails
+        the task after about that long, with the message that it did not answer.
+      - The compose CLI commands themselves (C(up), C(pull)...) are not bounded by it.
     type: int
     default: 120
   cli:
@@ -133,6 +138,12 @@ options:
     description:
       - Docker daemon to talk to, for example V(unix:///var/run/docker.sock) or V(tcp://10.0.0.5:2375).
       - Defaults to the C(DOCKER_HOST) environment variable, then the local socket.
+      - Given to both the Docker SDK and the compose CLI, so it must be an address both take, that is
+        V(unix://PATH), V(tcp://HOST:PORT) (the port is required), V(ssh://USER@HOST[:PORT]), or V(HOST:PORT)
+        (read as V(tcp://HOST:PORT)). Anything else (V(http://), a port out of range, a
+        password, a malformed IPv6 address...) fails the task before anything is read or run, also in
+        check mode. An empty value means the default.
+      - An engine that does not answer fails the task after the time O(wait_timeout) sets.
     type: str
 requirements:
   - docker (the Docker SDK for Python) 5.0 or later on the managed host

@@ -5,6 +5,9 @@ from __future__ import annotations
 import copy
 import json
 import os
+import socket
+import threading
+import time
 
 import pytest
 from ansible_collections.wabiz.cluster.plugins.module_utils import _compose as compose
@@ -471,3 +474,183 @@ def test_validate_params_accepts_the_defaults_and_every_numeric_option_is_known(
     compose.validate_params(params)
     numeric = {k for k, v in compose.compose_argument_spec().items() if v.get("type") in ("int", "float")}
     assert numeric == set(compose.NUMBER_OPTIONS)
+
+
+# --- docker_host: an address both the Docker SDK and the compose CLI take, checked first ----------
+
+HINT = "give unix:///var/run/docker.sock, tcp://HOST:PORT or ssh://USER@HOST"
+
+
+@pytest.mark.parametrize("value, why", [
+    ("http://[::1", "Invalid IPv6 URL"),  # urlparse's ValueError, once a traceback from DockerState
+    ("tcp://127.0.0.1:99999", "Port out of range 0-65535"),
+    ("tcp://127.0.0.1:0", "port 0 is no TCP port"),
+    ("tcp://127.0.0.1", "no port; the engine's TCP port is usually 2375, or 2376 with TLS"),
+    ("tcp://", "no host and port"),
+    ("tcp://h:abc", "Port could not be cast to integer value as 'abc'"),
+    ("http://127.0.0.1:2375",
+     "the docker CLI does not take http://; use tcp://HOST:PORT, with DOCKER_TLS_VERIFY for TLS"),
+    ("npipe:////./pipe/x", "npipe:// is a Windows named pipe; this module runs on POSIX hosts"),
+    ("fd://", "unknown scheme 'fd'; an engine listens on unix://, tcp:// or ssh://"),
+    ("tcp://h:2375?x=1", "it has a query, parameters or a fragment"),
+    ("ssh://me@h/x", "ssh:// takes no path"),
+    (" tcp://h:2375", "it holds white space or control characters"),
+])
+@pytest.mark.parametrize("check_mode", [False, True])
+def test_bad_docker_host_is_a_clear_error_before_anything(tmp_path, value, why, check_mode):
+    # BareModule fails the test if a command runs or a CLI is looked up: nothing is read or changed
+    module = BareModule({"project_src": str(tmp_path), "docker_host": value}, check_mode=check_mode)
+    with pytest.raises(Failed) as err:
+        compose.run_compose_stack(module)
+    assert err.value.args[0]["msg"] == f"docker_host {value!r} is not a Docker engine address ({why}): {HINT}"
+    assert err.value.args[0]["changed"] is False and err.value.args[0]["commands"] == []
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_bad_docker_host_password_is_not_shown():
+    with pytest.raises(compose.ComposeError) as err:
+        compose.validate_params({"docker_host": "tcp://me:s3cret@h:2375"})
+    assert err.value.msg == ("docker_host 'tcp://me:***@h:2375' is not a Docker engine address (it holds a password, "
+                             f"which the engine does not take): {HINT}")
+
+
+@pytest.mark.parametrize("value", [None, "", "unix:///var/run/docker.sock", "unix://", "unix://var/run/docker.sock",
+                                   "tcp://10.0.0.5:2375", "tcp://[::1]:2376", "tcp://:2375", "10.0.0.5:2375",
+                                   "ssh://nobody@127.0.0.1:1", "ssh://host"])
+def test_docker_host_that_both_sdk_and_cli_take_is_accepted(value):
+    assert compose.docker_host_problem(value) is None
+    compose.validate_params({"docker_host": value, "wait_timeout": 1})
+
+
+@pytest.mark.parametrize("value", ["http://[::1", "tcp://127.0.0.1:99999", "tcp://127.0.0.1:0", "tcp://"])
+def test_docker_state_turns_a_bad_address_into_a_compose_error(value):
+    # the root of the traceback: docker.APIClient -> parse_host raised ValueError / DockerException
+    pytest.importorskip("docker")
+    with pytest.raises(compose.ComposeError) as err:
+        compose.DockerState(value, timeout=1)
+    assert err.value.msg.startswith(f"docker_host {value!r} is not a Docker engine address (")
+    assert err.value.msg.endswith(HINT)
+
+
+def test_docker_state_names_a_bad_docker_host_variable(monkeypatch):
+    pytest.importorskip("docker")
+    monkeypatch.setenv("DOCKER_HOST", "tcp://127.0.0.1:99999")
+    with pytest.raises(compose.ComposeError) as err:
+        compose.DockerState(None, timeout=1)
+    assert err.value.msg == (
+        f"DOCKER_HOST 'tcp://127.0.0.1:99999' is not a Docker engine address (Port out of range 0-65535): {HINT}")
+
+
+# --- a Docker engine that does not answer: bounded by wait_timeout ---------------------------------
+
+@pytest.mark.parametrize("wait_timeout, seconds", [(None, 60), (1, 5), (5, 5), (7, 7), (60, 60), (120, 60), (3600, 60)])
+def test_api_timeout_follows_wait_timeout_within_5_and_60(wait_timeout, seconds):
+    assert compose.api_timeout(wait_timeout) == seconds
+
+
+class SilentEngine:
+    """A TCP listener on 127.0.0.1 that accepts connections and never answers; with ``version``
+    it answers GET .../version as an engine would (one request per connection), then nothing else."""
+
+    def __init__(self, version=False):
+        self.version = version
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(16)
+        self.port = self.sock.getsockname()[1]
+        self.held = []
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self):
+        while True:
+            try:
+                conn = self.sock.accept()[0]
+            except OSError:
+                return
+            self.held.append(conn)
+            if self.version:
+                threading.Thread(target=self._answer_version, args=(conn,), daemon=True).start()
+
+    def _answer_version(self, conn):
+        try:
+            request = conn.recv(65536)
+            if request.split(b" ")[1].split(b"?")[0].endswith(b"/version"):
+                body = b'{"ApiVersion": "1.41", "Version": "20.10.0"}'
+                conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n"
+                             b"Connection: close\r\n\r\n%s" % (len(body), body))
+                conn.close()
+        except (OSError, IndexError):
+            pass
+
+    def close(self):
+        self.sock.close()
+        for conn in self.held:
+            conn.close()
+
+
+@pytest.fixture
+def silent_engine():
+    engines = []
+
+    def make(version=False):
+        engines.append(SilentEngine(version))
+        return engines[-1]
+
+    yield make
+    for engine in engines:
+        engine.close()
+
+
+class ModuleWithCli(BareModule):
+    """Reaches Docker: the compose CLI is found (a v2 plugin that answers 'version'), nothing else runs."""
+
+    def __init__(self, params, check_mode=False):
+        super().__init__(params, check_mode)
+        self.commands = []
+
+    def run_command(self, argv, **kw):
+        self.commands.append(argv)
+        if argv[-2:] == ["version", "--short"]:
+            return 0, "2.40.3\n", ""
+        raise AssertionError(f"only 'version' may run: {argv!r}")
+
+    def get_bin_path(self, name, *args, **kw):
+        return "/usr/bin/docker" if name == "docker" else None
+
+
+@pytest.mark.parametrize("check_mode", [False, True])
+def test_silent_docker_engine_fails_within_wait_timeout_plus_a_few_seconds(tmp_path, silent_engine, check_mode):
+    # Used to wait the Docker SDK's fixed 60 s per call (a hang for a short wait_timeout).
+    pytest.importorskip("docker")
+    engine = silent_engine()
+    (tmp_path / "docker-compose.yml").write_text("services:\n  app:\n    image: busybox\n")
+    address = f"tcp://127.0.0.1:{engine.port}"
+    module = ModuleWithCli({"project_src": str(tmp_path), "docker_host": address, "wait_timeout": 1},
+                           check_mode=check_mode)
+    started = time.monotonic()
+    with pytest.raises(Failed) as err:
+        compose.run_compose_stack(module)
+    took = time.monotonic() - started
+    assert 4 <= took < 1 + 4 + 3  # api_timeout(1) is 5 s
+    assert err.value.args[0]["msg"] == (
+        f"the Docker engine at {address} did not answer within 5 s: check that docker_host (or DOCKER_HOST) names a "
+        "running Docker engine, or raise wait_timeout if it is only slow (each Docker API call waits wait_timeout "
+        "seconds, at least 5 and at most 60).")
+    assert err.value.args[0]["changed"] is False and err.value.args[0]["commands"] == []
+    assert module.commands == [["/usr/bin/docker", "compose", "version", "--short"]]
+
+
+def test_engine_that_goes_silent_after_its_version_is_a_compose_error_not_a_traceback(silent_engine):
+    # /version answers (the client is made), then the container list never does: requests' ReadTimeout
+    # from an API call, which the Docker SDK does not wrap.
+    pytest.importorskip("docker")
+    engine = silent_engine(version=True)
+    state = compose.DockerState(f"tcp://127.0.0.1:{engine.port}", timeout=1)
+    started = time.monotonic()
+    with pytest.raises(compose.ComposeError) as err:
+        state.snapshot("p")
+    assert time.monotonic() - started < 1 + 3
+    assert err.value.msg.startswith(f"the Docker engine at tcp://127.0.0.1:{engine.port} did not answer within 1 s: ")
+    with pytest.raises(compose.ComposeError):
+        state.image_id("busybox")
+    assert state.log_tail("abc").startswith("(no log: ")
