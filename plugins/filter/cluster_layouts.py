@@ -71,12 +71,15 @@ def _get(hv, key, default):
 
 
 def _int(value):
-    """An int when ``value`` is a whole number, else ``value`` itself (layout_problems names it)."""
-    if isinstance(value, bool):
+    """An int when ``value`` is a whole number, else ``value`` itself (layout_problems names it): a
+    bool, a float with a fraction (1.5 is not quietly 1), a list or a mapping stays as it is."""
+    if isinstance(value, (bool, list, tuple, dict, set, frozenset)):
+        return value
+    if isinstance(value, float) and not value.is_integer():
         return value
     try:
         return int(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         return value
 
 

@@ -17,10 +17,15 @@ description:
   - Checks at least two masters on distinct hosts, at least two coreapps and at least shards + 1
     of them, at least one webapp, a known database engine, no idle timeout with PostgreSQL,
     a valid shard count, and no two services publishing the same port on one address.
-  - Also checks at least one container of each kind a host belongs to, published ports from 1 to
+  - Also checks at least one container of each kind a host belongs to and at most 64 (C(MAX_INSTANCES);
+    a coreapp or master takes 4 ports, a webapp one, and they all must fit below port 65535; a larger
+    count is named and its ports are not enumerated), published ports from 1 to
     65535 (the last port of the base port's last 4-port block and the last webapp port included),
     the database on a server of its own, and that there are node hosts at all (or a development
     host in C(wabiz_dev)).
+  - A count, port, interval or shard count that is not a whole number (a list, a mapping, a bool, a
+    number with a fraction, a text that is no whole number) is a problem named in a sentence, never an
+    error of the filter.
   - When the layouts carry C(settings) (as P(wabiz.cluster.cluster_layouts#filter) returns them),
     also checks that C(wabiz_db_host) and C(wabiz_db_password) are set on every node host and
     C(wabiz_admin_password) on every webapp host, that C(wabiz_unhealthy_interval) is greater than
@@ -85,21 +90,37 @@ BLOCK = 4  # messaging, contacts, control, healthcheck
 ENGINES = ("mysql", "postgresql")
 MAX_PORT = 65535
 KINDS = ("master", "coreapp", "webapp")
+# The most containers of one kind on one host: a coreapp or master takes a 4-port block, a webapp one
+# port, so 64 of them need at most 256 ports. More is refused before any port is enumerated (a huge
+# count would otherwise take unbounded memory); more capacity means more hosts.
+MAX_INSTANCES = 64
 # The product's defaults, named in the messages.
 DEFAULT_PORTS = {"wabiz_node_base_port": 6250, "wabiz_webapp_port": 9090}
 
 
 def _as_int(value):
-    """``value`` as an int, or None when it is not a whole number (a bool is not one)."""
+    """``value`` as an int, or None when it is not a whole number: a bool, a float with a fraction (or
+    not finite, or beyond 2**53 where floats are no longer exact), a text that is not a whole number,
+    a list or a mapping are not one."""
     if isinstance(value, bool):
         return None
     if isinstance(value, int):
         return value
+    if isinstance(value, float):
+        return int(value) if value.is_integer() and abs(value) <= 2 ** 53 else None
+    if isinstance(value, (list, tuple, dict, set, frozenset)):
+        return None
     try:
         text = str(value).strip()
         return int(text) if text.lstrip("+-").isdigit() else None
     except (TypeError, ValueError):
         return None
+
+
+def _shown(value, limit=60):
+    """``repr(value)`` for a message, cut after ``limit`` characters."""
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit] + "..."
 
 
 def _instances(layout, kind):
@@ -111,7 +132,9 @@ def _instances(layout, kind):
 def published_ports(layout):
     """(port, service) pairs a host publishes, by the rule the node role's compose template
     follows: coreapp containers take the first 4-port blocks from base_port, masters the next
-    ones; webapps take webapp_port, webapp_port + 1, ..."""
+    ones; webapps take webapp_port, webapp_port + 1, ... A kind with more than MAX_INSTANCES
+    containers (a problem layout_problems names) publishes nothing here, nor do the blocks after it:
+    at most 2 * MAX_INSTANCES blocks and MAX_INSTANCES webapp ports are ever listed."""
     kinds = layout.get("kinds") or []
     base = _as_int(layout.get("base_port", 6250))
     pairs = []
@@ -119,12 +142,16 @@ def published_ports(layout):
     if base is not None:
         for kind in ("coreapp", "master"):
             if kind in kinds:
-                for i in range(max(_instances(layout, kind), 0)):
+                count = max(_instances(layout, kind), 0)
+                if count > MAX_INSTANCES:
+                    break
+                for i in range(count):
                     pairs.extend((base + BLOCK * block + k, "%s %d" % (kind, i + 1)) for k in range(BLOCK))
                     block += 1
     first = _as_int(layout.get("webapp_port", 9090))
-    if "webapp" in kinds and first is not None:
-        pairs.extend((first + i, "webapp %d" % (i + 1)) for i in range(max(_instances(layout, "webapp"), 0)))
+    webapps = max(_instances(layout, "webapp"), 0)
+    if "webapp" in kinds and first is not None and webapps <= MAX_INSTANCES:
+        pairs.extend((first + i, "webapp %d" % (i + 1)) for i in range(webapps))
     return pairs
 
 
@@ -147,16 +174,17 @@ class _Hosts(list):
 
 
 class _Grouped(object):
-    """Problems that several hosts share, gathered so that each gets one sentence."""
+    """Problems that several hosts share, gathered so that each gets one sentence. A key may hold
+    any value an inventory gives (a list, a mapping): keys are told apart by their repr."""
 
     def __init__(self):
         self._items = {}
 
     def add(self, key, host):
-        self._items.setdefault(key, []).append(host)
+        self._items.setdefault(repr(key), (key, []))[1].append(host)
 
     def items(self):
-        return self._items.items()
+        return list(self._items.values())
 
 
 def _setting(layout, name):
@@ -186,15 +214,25 @@ def _check_instances(layouts, problems):
             raw = (lay.get("instances") or {}).get(kind, 1)
             value = _as_int(raw)
             if value is None or value < 1:
-                bad.add(raw, host)
+                bad.add((False, raw), host)
+            elif value > MAX_INSTANCES and kind != "master":  # more than one master is named on its own
+                bad.add((True, raw), host)
         every = _Hosts([h for h in sorted(layouts) if kind in (layouts[h].get("kinds") or [])], "%s host" % kind)
-        for raw, hosts in bad.items():
+        for (too_many, raw), hosts in bad.items():
+            if too_many:
+                ports = "the next 4 ports" if kind == "coreapp" else "the next port"
+                problems.append(
+                    "wabiz_%s_instances is %s on %s, but a host runs at most %d %s containers (each takes %s, "
+                    "and every port must fit below 65535): set wabiz_%s_instances to 1 to %d, and add hosts to "
+                    "wabiz_%s for more." % (kind, _shown(raw), _names(hosts, every), MAX_INSTANCES, kind, ports,
+                                            kind, MAX_INSTANCES, kind))
+                continue
             what = ("1 (one master per host)" if kind == "master"
                     else "1 or more (one container each; more take the next ports)")
             problems.append(
-                "wabiz_%s_instances is %r on %s, but a host of wabiz_%s must run at least one %s container: "
+                "wabiz_%s_instances is %s on %s, but a host of wabiz_%s must run at least one %s container: "
                 "set wabiz_%s_instances to %s, or take the host out of wabiz_%s."
-                % (kind, raw, _names(hosts, every), kind, kind, kind, what, kind))
+                % (kind, _shown(raw), _names(hosts, every), kind, kind, kind, what, kind))
 
 
 def _containers(per_kind):
@@ -213,13 +251,14 @@ def _check_ports(layouts, problems):
         kinds = lay.get("kinds") or []
         per_kind = [(max(_instances(lay, k), 0), k) for k in ("coreapp", "master") if k in kinds]
         per_kind = [(n, k) for n, k in per_kind if n]
-        blocks = sum(n for n, _k in per_kind)
         webapps = max(_instances(lay, "webapp"), 0) if "webapp" in kinds else 0
-        for var, key, count, width, what in (
-                ("wabiz_node_base_port", "base_port", blocks, BLOCK, _containers(per_kind)),
-                ("wabiz_webapp_port", "webapp_port", webapps, 1, _containers([(webapps, "webapp")]))):
-            if not count:
-                continue
+        for var, key, counts, width in (
+                ("wabiz_node_base_port", "base_port", per_kind, BLOCK),
+                ("wabiz_webapp_port", "webapp_port", [(webapps, "webapp")], 1)):
+            count = sum(n for n, _k in counts)
+            if not count or any(n > MAX_INSTANCES for n, _k in counts):
+                continue  # none, or more than MAX_INSTANCES of a kind: named on its own, no range judged
+            what = _containers(counts)
             raw = lay.get(key, DEFAULT_PORTS[var])
             first = _as_int(raw)
             if first is None:
@@ -230,11 +269,11 @@ def _check_ports(layouts, problems):
                 bad.add((var, raw, last, MAX_PORT + 1 - count * width, what), host)
     for (var, raw, last, highest, what), hosts in bad.items():
         if last is None:
-            problems.append("%s is %r on %s: it must be a port number (a whole number from 1 to %d); the default is %d."
-                            % (var, raw, _names(hosts, every), MAX_PORT, DEFAULT_PORTS[var]))
+            problems.append("%s is %s on %s: it must be a port number (a whole number from 1 to %d); the default is %d."
+                            % (var, _shown(raw), _names(hosts, every), MAX_PORT, DEFAULT_PORTS[var]))
         elif _as_int(raw) < 1:
-            problems.append("%s is %r on %s: a port must be from 1 to %d; set it to a free port such as the default %d."
-                            % (var, raw, _names(hosts, every), MAX_PORT, DEFAULT_PORTS[var]))
+            problems.append("%s is %s on %s: a port must be from 1 to %d; set it to a free port such as the default %d."
+                            % (var, _shown(raw), _names(hosts, every), MAX_PORT, DEFAULT_PORTS[var]))
         else:
             width = "4 ports" if var == "wabiz_node_base_port" else "one port"
             problems.append(
@@ -277,11 +316,11 @@ def _check_settings(layouts, problems, nfs_hosts):
     for (what, hb_raw, uh_raw), hosts in timers.items():
         where = _names(hosts, webapps)
         if what == "heartbeat":
-            problems.append("wabiz_heartbeat_interval is %r on %s: it must be a whole number of seconds, at least 1 "
-                            "(the default is 5)." % (hb_raw, where))
+            problems.append("wabiz_heartbeat_interval is %s on %s: it must be a whole number of seconds, at least 1 "
+                            "(the default is 5)." % (_shown(hb_raw), where))
         elif what == "unhealthy":
-            problems.append("wabiz_unhealthy_interval is %r on %s: it must be a whole number of seconds, greater than "
-                            "wabiz_heartbeat_interval (the default is 30)." % (uh_raw, where))
+            problems.append("wabiz_unhealthy_interval is %s on %s: it must be a whole number of seconds, greater than "
+                            "wabiz_heartbeat_interval (the default is 30)." % (_shown(uh_raw), where))
         else:
             problems.append(
                 "wabiz_unhealthy_interval (%s s) must be greater than wabiz_heartbeat_interval (%s s) on %s: a master "
@@ -363,12 +402,9 @@ def layout_problems(layouts, shards, engine, idle_timeout=None, database_hosts=N
             "Masters must run on distinct hosts, but %s run(s) more than one master: set wabiz_master_instances "
             "to 1 there and add master hosts instead." % ", ".join(crowded))
     _check_instances(layouts, problems)
-    try:
-        shards = int(shards)
-    except (TypeError, ValueError):
-        shards = -1
+    raw_shards, shards = shards, _as_int(shards)  # 2.5, True or "2x" is no shard count: never rounded
     if shards not in VALID_SHARDS:
-        problems.append("wabiz_shards must be one of 1, 2, 4, 8, 16 or 32, not %r." % (shards,))
+        problems.append("wabiz_shards must be one of 1, 2, 4, 8, 16 or 32, not %s." % (_shown(raw_shards),))
     if coreapps < 2:
         problems.append(
             "The cluster needs at least 2 coreapps, but the inventory has %d: add hosts to wabiz_coreapp." % coreapps)
@@ -379,7 +415,7 @@ def layout_problems(layouts, shards, engine, idle_timeout=None, database_hosts=N
     if webapps < 1:
         problems.append("The cluster has no webapp: add a host to wabiz_webapp (it serves the API on port 9090).")
     if engine not in ENGINES:
-        problems.append("wabiz_db_engine is %r; it must be mysql or postgresql." % (engine,))
+        problems.append("wabiz_db_engine is %s; it must be mysql or postgresql." % (_shown(engine),))
     elif engine == "postgresql" and idle_timeout not in (None, "", 0):
         problems.append(
             "wabiz_db_idle_timeout_ms is set, but WA_DB_CONNECTION_IDLE_TIMEOUT exists for MySQL only: "

@@ -36,11 +36,13 @@ from ansible.module_utils.urls import Request, make_context
 from ansible_collections.wabiz.cluster.plugins.module_utils._api_errors import (
     CLOSED,
     ApiError,
+    NonJsonBody,
     SSLValidationError,
     base_of,
     map_http_error,
     map_transport_error,
     not_the_api,
+    secret_forms,
     short,
 )
 from ansible_collections.wabiz.cluster.plugins.module_utils._cluster_options import MAX_RETRIES
@@ -148,26 +150,37 @@ class WabizApi(object):
                     self.sleep(min(2.0, 0.3 * 2 ** attempt))
                     continue
                 raise err from None
-            except (ValueError, UnicodeError) as exc:  # a URL that the HTTP library cannot use
-                raise ApiError("unreachable", "cannot use api_url %s: %s. Use https://HOST:PORT." % (
-                    base_of(url), exc)) from None
+            except (ValueError, UnicodeError) as exc:  # a URL or a header that the HTTP library cannot use
+                if "header" in str(exc).lower():  # check_options refuses these first; never show the value
+                    raise ApiError("invalid_option", "%s %s cannot be sent: api_username, api_password, api_new_password, "
+                                   "api_key or api_token holds a line break or another control character; set "
+                                   "it without them." % (method, base_of(url))) from None
+                raise self._scrubbed(ApiError("unreachable", "cannot use api_url %s: %s. Use https://HOST:PORT." % (
+                    base_of(url), exc))) from None
             parsed = _parse(payload)
             if status == 503 and attempt < self.retries:
                 attempt += 1
                 self.sleep(min(2.0, 0.3 * 2 ** attempt))
                 continue
             if isinstance(parsed, str):
-                raise not_the_api(url, self.redact("%s %s answered HTTP %s with %s, not JSON: %r" % (
-                    method, url, status, content_type or "a body", short(parsed, 120)))) from None
+                text = self.redact("%s, not JSON: %r" % (content_type or "a body", short(parsed, 120)))
+                if 200 <= status < 300:
+                    raise not_the_api(url, "%s %s answered HTTP %s with %s" % (method, url, status, text)) from None
+                # An error status keeps its meaning (a 404/405 of a webapp or proxy without that
+                # endpoint, a proxy's 502 while a webapp restarts); the text says what came back.
+                return status, NonJsonBody(text)
             return status, parsed
 
     def redact(self, text):
-        """``text`` without any secret of this client (as given, in a Basic header, or as a token)."""
-        secrets = [v for v in (self.password, self.new_password, self.api_key, self.token) if v]
+        """``text`` without any secret of this client (as given, escaped as repr() or JSON write it, as
+        the repr of its bytes, in a Basic header, or as a token): see secret_forms."""
+        secrets = set()
+        for value in (self.password, self.new_password, self.api_key, self.token):
+            secrets.update(secret_forms(value))
         for pw in (self.password, self.new_password):
             if pw:
-                secrets.append(self._basic(pw).split(" ", 1)[1])
-        for secret in sorted(set(secrets), key=len, reverse=True):
+                secrets.add(self._basic(pw).split(" ", 1)[1])
+        for secret in sorted(secrets, key=len, reverse=True):
             text = text.replace(secret, "********")
         return text
 

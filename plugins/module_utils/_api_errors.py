@@ -5,7 +5,8 @@
 
 Each ApiError has a ``kind`` (``unreachable``, ``tls``, ``timeout``, ``auth``,
 ``password_change_required``, ``forbidden``, ``not_found``, ``invalid``, ``unavailable``,
-``http``, ``bad_response``, ``token_cache``) and one sentence that never holds a secret.
+``http``, ``bad_response``, ``token_cache``, ``invalid_option`` for a login option that cannot be
+sent in a header) and one sentence that never holds a secret, in no form (see secret_forms).
 ``bad_response`` covers an ``api_url`` that answers but not as the WhatsApp Business API.
 """
 
@@ -13,6 +14,7 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import json
 import socket
 import ssl
 
@@ -41,8 +43,14 @@ class ApiError(Exception):
         return out
 
 
+class NonJsonBody(str):
+    """The description of an error answer whose body is not JSON (its type and its start, redacted)."""
+
+
 def _error_detail(body):
     """(code, 'title: details') of a WhatsApp-style error body, else (None, '')."""
+    if isinstance(body, NonJsonBody):
+        return None, "the answer was %s" % body
     if isinstance(body, dict):
         errors = body.get("errors")
         if isinstance(errors, list) and errors and isinstance(errors[0], dict):
@@ -131,6 +139,28 @@ def map_transport_error(method, url, exc, ca_path=None):
         return ApiError("timeout", "%s %s timed out: %s." % (method, url, text))
     return ApiError("unreachable", "cannot reach the API at %s: %s (is the webapp running, and are api_url's host "
                     "and port right?)." % (url, text))
+
+
+def secret_forms(secret):
+    """The ways ``secret`` can show in a message, to mask them all: as it is, escaped as repr() or
+    JSON write it (``\\n`` for a line break: Ansible's no_log masking only knows the value as given),
+    as the repr of its bytes (UTF-8 or Latin-1, as http.client encodes a header), and, when it holds
+    a line break or another control character, each part of 4 or more characters between them."""
+    if not isinstance(secret, str) or not secret:
+        return set()
+    forms = {secret, repr(secret)[1:-1], json.dumps(secret)[1:-1], json.dumps(secret, ensure_ascii=False)[1:-1]}
+    for encoding in ("utf-8", "latin-1"):
+        try:
+            forms.add(repr(secret.encode(encoding))[2:-1])
+        except UnicodeError:
+            pass
+    for form in list(forms):  # a repr quotes with ' or " and escapes that quote: both ways
+        forms.update((form.replace("\\'", "'"), form.replace("'", "\\'"), form.replace('\\"', '"')))
+    parts = "".join(c if c.isprintable() else "\n" for c in secret).split("\n")
+    if len(parts) > 1:
+        forms.update(p for p in parts if len(p) >= 4)
+    forms.discard("")
+    return forms
 
 
 def short(value, limit=200):

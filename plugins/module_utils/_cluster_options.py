@@ -15,6 +15,7 @@ __metaclass__ = type
 import math
 import os
 import ssl
+import unicodedata
 
 from ansible.module_utils.six.moves.urllib.parse import urlsplit
 
@@ -84,6 +85,26 @@ COMMON_RULES = (
     option_rule("db_port", 1, 65535, "the database server's TCP port, or leave it unset for the engine's default",
                 whole=True),
 )
+
+
+# The options sent in an HTTP header (Basic or Apikey or Bearer) or to the database server, where a line
+# break or another control character cannot go: refused by name, never shown (most are secrets).
+HEADER_SAFE_OPTIONS = ("api_username", "api_password", "api_new_password", "api_key", "api_token", "db_password")
+# Every character str.splitlines splits on; with the other control characters (category Cc) refused.
+LINE_BREAKS = "\n\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029"
+
+
+def has_control_character(value):
+    """True when the text ``value`` holds a line break (anything str.splitlines splits on) or another
+    control character (Unicode category Cc: NUL, tab, escape, DEL, ...)."""
+    return any(c in LINE_BREAKS or unicodedata.category(c) == "Cc" for c in value)
+
+
+def _control_problem(name):
+    """The sentence for an option holding a control character; the value is never shown."""
+    return ("%s holds a line break or another control character (such as a tab or NUL), which cannot be sent "
+            "in an HTTP header or to the database: set it without them (a value read from a file or a vault often "
+            "ends with a newline; strip it, for example with | trim). The value is not shown." % name)
 
 
 def _number_problem(rule, value):
@@ -174,6 +195,10 @@ def option_problems(params, rules=()):
     """Every problem with the shared API and DB options and with ``rules`` (option_rule()s of the
     module's own numbers) as sentences; pure apart from looking at the named files."""
     problems = []
+    for name in HEADER_SAFE_OPTIONS:
+        value = params.get(name)
+        if isinstance(value, str) and has_control_character(value):
+            problems.append(_control_problem(name))
     for rule in tuple(COMMON_RULES) + tuple(rules):
         if rule["name"] not in params or params[rule["name"]] is None:
             continue

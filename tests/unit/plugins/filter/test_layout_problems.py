@@ -317,8 +317,13 @@ def test_more_containers_than_a_host_may_run_are_one_sentence_and_no_port_list(k
     lay = good()
     for h in lay.values():
         h["instances"][kind] = value
-    monkeypatch.setattr(mod, "range", lambda *a: pytest.fail("ports enumerated: %r" % (a,)) if max(a) > 1000 else
-                        range(*a), raising=False)
+
+    def bounded_range(*args):
+        if max(args) > 1000:
+            pytest.fail(f"ports enumerated: range{args!r}")
+        return range(*args)
+
+    monkeypatch.setattr(mod, "range", bounded_range, raising=False)  # the module's range() calls are watched
     problems = problems_of(lay)
     problem = only(problems, f"wabiz_{kind}_instances is {value}")
     assert f"at most {mod.MAX_INSTANCES} {kind} containers" in problem and f"1 to {mod.MAX_INSTANCES}" in problem
@@ -406,7 +411,7 @@ def test_intervals_that_are_no_whole_number_are_named_never_raised(hb, uh, expec
                                            ([], "[]"), ({}, "{}"), ([2], "[2]"), (float("nan"), "nan")])
 def test_a_shard_count_that_is_no_whole_number_is_named_not_rounded(shards, shown):
     problem = only(problems_of(good(), shards=shards), "wabiz_shards must be one of")
-    assert problem.endswith("not %s." % shown), problem
+    assert problem.endswith(f"not {shown}."), problem
 
 
 @pytest.mark.parametrize("shards", [1, "1", " 1 ", 1.0])

@@ -164,13 +164,22 @@ def test_a_tcp_listener_is_not_the_api(listener, kind, scheme):
         assert "no TLS handshake" in err.msg or "closed without an HTTP answer" in err.msg
 
 
-@pytest.mark.parametrize("status", [200, 401, 404, 502])
-def test_an_html_web_server_is_not_the_api(listener, status):
-    srv = listener("web", status=status)
+def test_an_html_web_server_is_not_the_api(listener):
+    srv = listener("web", status=200)
     err = bad_answer_of(f"http://127.0.0.1:{srv.port}")
     assert err.kind == "bad_response" and NOT_THE_API in err.msg
-    assert f"answered HTTP {status} with text/html, not JSON: '<html><body><h1>It works!</h1></body></html>'" \
-        in err.msg
+    assert "answered HTTP 200 with text/html, not JSON: '<html><body><h1>It works!</h1></body></html>'" in err.msg
+
+
+@pytest.mark.parametrize("status, kind", [(401, "auth"), (404, "not_found"), (405, "http"), (502, "http")])
+def test_an_html_error_answer_keeps_the_meaning_of_its_status(listener, status, kind):
+    """A proxy's 502 page while a webapp restarts, or a 404/405 of a webapp without an endpoint, is
+    that HTTP error (callers retry or fall back on it), and says what came back."""
+    srv = listener("web", status=status)
+    err = bad_answer_of(f"http://127.0.0.1:{srv.port}")
+    assert (err.kind, err.status) == (kind, status)
+    if status != 401:  # a refused login says so in its own words
+        assert "the answer was text/html, not JSON: '<html><body><h1>It works!</h1></body></html>'" in err.msg
 
 
 def test_a_json_server_of_another_shape_is_not_the_api(listener):
@@ -569,3 +578,124 @@ def test_an_api_error_that_echoes_the_key_is_scrubbed(listener):
     assert e.value.kind == "forbidden" and "refused Apikey ********" in e.value.msg
     assert_no_secret(e.value.msg)
     assert_no_secret(str(e.value))
+
+
+# -- line breaks and control characters in the login and database options -------------------------
+SECRET_OPTIONS = ("api_key", "api_password", "api_new_password", "api_token", "api_username", "db_password")
+# Everything str.splitlines splits on, and other control characters (Unicode category Cc).
+CONTROL = ["\n", "\r", "\r\n", "\x0b", "\x0c", "\x1c", "\x1d", "\x1e", "\x85", "\u2028", "\u2029", "\x00", "\t",
+           "\x1b", "\x7f", "\x9f"]
+
+
+def all_forms(secret):
+    """The secret as given and escaped as repr, JSON and the repr of its bytes would show it."""
+    forms = {secret, repr(secret)[1:-1], json.dumps(secret)[1:-1], repr(secret.encode())[2:-1]}
+    try:
+        forms.add(repr(secret.encode("latin-1"))[2:-1])
+    except UnicodeError:
+        pass
+    return forms
+
+
+@pytest.mark.parametrize("option", SECRET_OPTIONS)
+@pytest.mark.parametrize("char", CONTROL, ids=[repr(c) for c in CONTROL])
+@pytest.mark.parametrize("where", ["lead", "inside", "trail"])
+def test_a_line_break_or_control_character_is_refused_by_name_never_shown(option, char, where):
+    value = {"lead": char + API_KEY, "inside": API_KEY[:4] + char + API_KEY[4:], "trail": API_KEY + char}[where]
+    problems = options.option_problems(all_options(**{option: value}))
+    assert len(problems) == 1, problems
+    assert problems[0].startswith(f"{option} holds a line break or another control character"), problems
+    for form in all_forms(value) | {API_KEY, API_KEY[4:]}:
+        assert form not in problems[0], problems[0]
+
+
+@pytest.mark.parametrize("option", SECRET_OPTIONS)
+@pytest.mark.parametrize("value", ["a b", "é-ünï", "'\"$`\\#%=:@/?&+", "\U0001f600", "*" * 8, "\u00a0x"])
+def test_printable_characters_in_the_login_options_pass(option, value):
+    assert options.option_problems(all_options(**{option: value})) == []
+
+
+def test_every_control_option_is_named_once():
+    bad = dict((o, "\n" + API_KEY) for o in SECRET_OPTIONS)
+    problems = options.option_problems(all_options(**bad))
+    assert [p.split(" ", 1)[0] for p in problems] == list(options.HEADER_SAFE_OPTIONS)
+    assert sorted(options.HEADER_SAFE_OPTIONS) == sorted(SECRET_OPTIONS)
+    assert not any(API_KEY in p for p in problems)
+
+
+@pytest.mark.parametrize("name", sorted(MODULES))
+@pytest.mark.parametrize("option", ["api_key", "api_password", "api_token", "db_password"])
+def test_every_module_refuses_a_line_break_in_a_secret_before_contacting_anything(
+        listener, capsys, monkeypatch, name, option):
+    mod, extra = MODULES[name]
+    srv = listener("garbage")
+    monkeypatch.setattr(cdb.ClusterDb, "connect", lambda self: pytest.fail("the database was contacted"))
+    args = dict(extra, api_url=f"http://127.0.0.1:{srv.port}", api_password=API_PW, api_key=API_KEY)
+    args[option] = "\n" + (DB_PW if option == "db_password" else API_KEY)
+    res = run_module(mod, args, capsys)  # run_module asserts no secret in the output, in any escaped form
+    assert res["failed"] and res["failure_kind"] == "invalid_option", res
+    assert res["msg"].startswith(f"{option} holds a line break or another control character"), res["msg"]
+    assert srv.connections == 0, "nothing was contacted"
+
+
+def test_failover_check_refuses_an_api_key_with_a_line_break(listener, capsys, fake_db):
+    srv = listener("web", body=lambda h: (f"<pre>{h.headers}</pre>").encode())
+    res = run_module(failover_check, dict(DB_ARGS, api_url=f"https://127.0.0.1:{srv.port}", api_key="\n" + API_KEY),
+                     capsys)
+    assert res["failed"] and res["failure_kind"] == "invalid_option" and "api_key holds a line break" in res["msg"]
+    assert "Invalid header" not in res["msg"] and "\\n" not in res["msg"]
+    assert srv.requests == 0
+
+
+def test_failover_check_never_shows_an_escaped_api_key_even_past_the_validator(listener, capsys, fake_db,
+                                                                               monkeypatch):
+    from ansible_collections.wabiz.cluster.plugins.module_utils import _cluster_module
+
+    monkeypatch.setattr(_cluster_module, "check_options", lambda module, rules=(): None)
+    srv = listener("web", body=lambda h: (f"<pre>{h.headers}</pre>").encode())
+    res = run_module(failover_check, dict(DB_ARGS, api_url=f"http://127.0.0.1:{srv.port}", api_key="\n" + API_KEY),
+                     capsys)
+    out = json.dumps(res)
+    for form in all_forms("\n" + API_KEY) | {API_KEY}:
+        assert form not in out, out
+
+
+@pytest.mark.parametrize("option", ["api_key", "api_token", "api_password"])
+@pytest.mark.parametrize("char", ["\n", "\r\n", "\x00", "\x85", "\u2028"], ids=repr)
+def test_the_client_never_shows_a_secret_a_header_cannot_hold(listener, option, char):
+    srv = listener("web", ctype="application/json", body=b"{}")
+    value = char + API_KEY + "\u00e9'"
+    kw = {"api_password": None, option: value}
+    client = api.WabizApi(params(f"http://127.0.0.1:{srv.port}", **kw), sleep=lambda s: None)
+    try:  # http.client refuses a line break in a header, not NUL or NEL (then the listener answers {})
+        client.call("GET", "/v1/health", apikey_ok=True)
+    except api.ApiError as exc:
+        for form in all_forms(value) | {API_KEY}:
+            assert form not in exc.msg and form not in str(exc), exc.msg
+        if char in ("\n", "\r\n") and option != "api_password":
+            assert exc.kind == "invalid_option" and "holds a line break" in exc.msg, exc.msg
+    else:
+        assert char not in ("\n", "\r\n") and option != "api_password"
+
+
+def test_redact_masks_the_repr_json_and_bytes_forms_of_every_secret():
+    secrets = {"api_password": "\n" + API_PW + "\u00e9", "api_new_password": NEW_PW + "'\"",
+               "api_key": "\r\n" + API_KEY + "\x00", "api_token": "tok\t" + DB_PW}
+    client = api.WabizApi(params("https://wa:9090", **secrets))
+    for value in secrets.values():
+        for form in all_forms(value):
+            text = client.redact(f"before {form} after b'Apikey {form}' {{\"x\": \"{form}\"}}")
+            assert "********" in text and form not in text, text
+            assert_no_secret(text)
+    # the parts between control characters are secrets too
+    assert client.redact(f"line: {API_KEY} end") == "line: ******** end"
+    assert client.redact("nothing secret here: api_key, admin") == "nothing secret here: api_key, admin"
+
+
+def test_secret_forms_of_plain_values():
+    from ansible_collections.wabiz.cluster.plugins.module_utils._api_errors import secret_forms
+
+    assert secret_forms(None) == set() and secret_forms("") == set()
+    assert secret_forms("plain") == {"plain"}
+    assert {"\\n" + API_KEY, API_KEY} <= secret_forms("\n" + API_KEY)
+    assert "it\\'s" in secret_forms("it's") and "it's" in secret_forms("it's")
