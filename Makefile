@@ -15,7 +15,7 @@ ANSIBLE_TEST := cd $(COLL) && ansible-test
 PYTEST := $(PY) -m pytest -p no:cacheprovider
 
 .PHONY: help run test deps images collection lint sanity units integration integration-standin \
-        integration-modules integration-cluster-modules testbed-smoke package roles molecule test-full \
+        integration-modules integration-cluster-modules properties testbed-smoke package roles molecule test-full \
         dbservers dbservers-stop testbed-down clean lock bench bench-quick
 
 help:
@@ -55,6 +55,7 @@ sanity: collection
 
 units: collection
 	@$(STAGE) units-ansible bash -c '$(ANSIBLE_TEST) units --venv --python 3.11 --color no'
+	@WABIZ_UNITS_NO_SKIP=1 PYTHONPATH=$(CURDIR)/.build/link $(STAGE) units-venv $(PYTEST) tests/unit -q -rs
 
 # The tarball installs offline into an empty path and ansible-doc lists its modules.
 package: deps
@@ -67,7 +68,7 @@ dbservers-stop:
 	@$(PY) -m tests.support.dbservers stop
 
 integration: dbservers
-	@$(MAKE) --no-print-directory integration-standin integration-modules integration-cluster-modules
+	@$(MAKE) --no-print-directory integration-standin integration-modules integration-cluster-modules properties
 
 # Stand-in cluster tests: processes on loopback against real MariaDB and PostgreSQL, then the
 # images under plain compose.
@@ -82,6 +83,11 @@ integration-modules: collection dbservers
 # The cluster modules against a running stand-in cluster (processes on loopback, both engines).
 integration-cluster-modules: dbservers
 	@$(STAGE) cluster-modules $(PYTEST) tests/cluster_modules -q
+
+# Property-based tests (hypothesis): bad and borderline values for every option of every module and
+# every preflight variable, the modules run for real (HYPOTHESIS_PROFILE=thorough for 10x examples).
+properties: dbservers
+	@$(STAGE) properties $(PYTEST) tests/properties -q
 
 # The infrastructure roles on two testbeds (database, NFS, engine, cron, firewall).
 roles: images
