@@ -15,5 +15,5 @@ def pytest_sessionfinish(session, exitstatus):
     reporter = session.config.pluginmanager.get_plugin("terminalreporter")
     skipped = len(reporter.stats.get("skipped", [])) if reporter else 0
     if skipped and session.exitstatus == 0:
-        reporter.write_line("%d test(s) skipped where nothing may be missing: failing the run" % skipped, red=True)
+        reporter.write_line(f"{skipped} test(s) skipped where nothing may be missing: failing the run", red=True)
         session.exitstatus = 1
