@@ -96,6 +96,7 @@ def _in_process(fc: ModuleType, args: dict[str, Any]) -> Iterator[Callable[[], t
     The arguments go in the way ansible-core's own unit-test helper passes them, and the result is
     taken at ``_record_module_result`` (the hook ansible.netcommon uses to run modules inside the
     worker), so exactly main()'s path is timed, minus printing the JSON."""
+    from ansible.module_utils.basic import AnsibleModule
     from ansible.module_utils.testing import patch_module_args
 
     captured: dict[str, Any] = {}
@@ -113,7 +114,7 @@ def _in_process(fc: ModuleType, args: dict[str, Any]) -> Iterator[Callable[[], t
             pass
         return time.perf_counter() - started, dict(captured)
 
-    with patch_module_args(args), mock.patch.object(fc.AnsibleModule, "_record_module_result", record):
+    with patch_module_args(args), mock.patch.object(AnsibleModule, "_record_module_result", record):
         yield once
 
 
