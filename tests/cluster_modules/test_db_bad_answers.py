@@ -4,9 +4,7 @@ the ansible-test unit venv) because it needs the real PyMySQL and psycopg2 drive
 
 from __future__ import annotations
 
-import socket
 import sys
-import threading
 from pathlib import Path
 
 import pytest
@@ -16,41 +14,23 @@ sys.path.insert(0, str(ROOT / ".build" / "link"))  # the tree as ansible_collect
 
 from ansible_collections.wabiz.cluster.plugins.module_utils import _clusterdb as cdb  # noqa: E402
 from ansible_collections.wabiz.cluster.plugins.module_utils import _dbconnect as dbc  # noqa: E402
+from ansible_collections.wabiz.cluster.tests.unit.plugins.module_utils.listeners import Listener  # noqa: E402
 
 DB_PW = "Db-Secret-4714"
 
 
 @pytest.fixture
 def greeter():
-    """A TCP listener on loopback that sends ``data`` to each client, then waits for it to leave."""
-    socks = []
+    """Ports of listeners on loopback that send ``data`` to each client at once."""
+    made = []
 
     def make(data: bytes) -> int:
-        srv = socket.socket()
-        srv.bind(("127.0.0.1", 0))
-        srv.listen(8)
-        socks.append(srv)
-
-        def serve() -> None:
-            while True:
-                try:
-                    conn, _ = srv.accept()
-                except OSError:
-                    return
-                conn.sendall(data)
-                conn.settimeout(3)
-                try:
-                    conn.recv(4096)
-                except OSError:
-                    pass
-                conn.close()
-
-        threading.Thread(target=serve, daemon=True).start()
-        return srv.getsockname()[1]
+        made.append(Listener("greet", data))
+        return made[-1].port
 
     yield make
-    for s in socks:
-        s.close()
+    for srv in made:
+        srv.close()
 
 
 @pytest.mark.parametrize("engine, greeting", [

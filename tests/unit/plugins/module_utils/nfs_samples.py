@@ -7,6 +7,7 @@ import shutil
 
 import pytest
 from ansible_collections.wabiz.cluster.plugins.module_utils._nfs_fstab import DEFAULT_OPTS, parse_opts
+from ansible_collections.wabiz.cluster.tests.unit.plugins.module_utils.listeners import Listener
 
 FIXTURES = os.path.join(os.path.dirname(__file__), "fixtures", "nfs")
 
@@ -49,33 +50,10 @@ FSTAB = (
 
 @pytest.fixture()
 def silent_server():
-    """A throwaway TCP listener on 127.0.0.1 that accepts connections and never answers."""
-    import socket
-    import threading
-
-    s = socket.socket()
-    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    s.bind(("127.0.0.1", 0))
-    s.listen(16)
-    conns = []
-    stop = threading.Event()
-
-    def accept():
-        s.settimeout(0.2)
-        while not stop.is_set():
-            try:
-                conns.append(s.accept()[0])
-            except OSError:
-                continue
-
-    t = threading.Thread(target=accept, daemon=True)
-    t.start()
-    yield s.getsockname()[1]
-    stop.set()
-    t.join()
-    for c in conns:
-        c.close()
-    s.close()
+    """A throwaway TCP listener on 127.0.0.1 that accepts connections and never answers: its port."""
+    srv = Listener("silent")
+    yield srv.port
+    srv.close()
 
 
 needs_nfs_ls = pytest.mark.skipif(not shutil.which("nfs-ls"), reason="nfs-ls (libnfs-utils) is not installed")

@@ -11,7 +11,6 @@ import http.server
 import json
 import math
 import os
-import socket
 import subprocess
 import threading
 import time
@@ -22,6 +21,7 @@ from ansible_collections.wabiz.cluster.plugins.module_utils import _api as api
 from ansible_collections.wabiz.cluster.plugins.module_utils import _cluster_options as options
 from ansible_collections.wabiz.cluster.plugins.module_utils import _clusterdb as cdb
 from ansible_collections.wabiz.cluster.plugins.modules import app_settings, failover_check, message_gc, shard_table
+from ansible_collections.wabiz.cluster.tests.unit.plugins.module_utils.listeners import Listener
 
 API_PW = "Api-Secret-4711"
 NEW_PW = "New-Secret-4712"
@@ -32,51 +32,6 @@ NOT_THE_API = "did not answer as the WhatsApp Business API ("
 
 
 # -- throwaway listeners -----------------------------------------------------------------------
-class Listener:
-    """A TCP listener on 127.0.0.1 in a thread: ``mode`` garbage (reads, then answers a non-HTTP
-    line), close (reads, then closes), silent (never answers), greet (sends ``data`` at once, as a
-    database server would). Counts the connections it took."""
-
-    def __init__(self, mode, data=b"SSH-2.0-OpenSSH_9.2p1\r\nProtocol mismatch.\r\n"):
-        self.mode, self.data, self.connections = mode, data, 0
-        self.sock = socket.socket()
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(16)
-        self.port = self.sock.getsockname()[1]
-        self.held = []
-        threading.Thread(target=self._serve, daemon=True).start()
-
-    def _serve(self):
-        while True:
-            try:
-                conn, _addr = self.sock.accept()
-            except OSError:
-                return
-            self.connections += 1
-            try:
-                if self.mode == "silent":
-                    self.held.append(conn)
-                    continue
-                if self.mode == "greet":
-                    conn.sendall(self.data)
-                else:
-                    conn.settimeout(2)
-                    try:
-                        conn.recv(65536)
-                    except OSError:
-                        pass
-                    if self.mode == "garbage":
-                        conn.sendall(self.data)
-                conn.close()
-            except OSError:
-                pass
-
-    def close(self):
-        self.sock.close()
-        for conn in self.held:
-            conn.close()
-
-
 class WebServer:
     """http.server in a thread answering every request with ``status``, ``ctype`` and ``body``
     (``body`` may be a callable of the handler, e.g. to echo the request's headers)."""

@@ -5,12 +5,11 @@ from __future__ import annotations
 import copy
 import json
 import os
-import socket
-import threading
 import time
 
 import pytest
 from ansible_collections.wabiz.cluster.plugins.module_utils import _compose as compose
+from ansible_collections.wabiz.cluster.tests.unit.plugins.module_utils.listeners import Listener
 
 FIXTURES = os.path.join(os.path.dirname(__file__), "fixtures", "compose")
 
@@ -548,44 +547,17 @@ def test_api_timeout_follows_wait_timeout_within_5_and_60(wait_timeout, seconds)
     assert compose.api_timeout(wait_timeout) == seconds
 
 
-class SilentEngine:
-    """A TCP listener on 127.0.0.1 that accepts connections and never answers; with ``version``
-    it answers GET .../version as an engine would (one request per connection), then nothing else."""
-
-    def __init__(self, version=False):
-        self.version = version
-        self.sock = socket.socket()
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(16)
-        self.port = self.sock.getsockname()[1]
-        self.held = []
-        threading.Thread(target=self._serve, daemon=True).start()
-
-    def _serve(self):
-        while True:
-            try:
-                conn = self.sock.accept()[0]
-            except OSError:
-                return
-            self.held.append(conn)
-            if self.version:
-                threading.Thread(target=self._answer_version, args=(conn,), daemon=True).start()
-
-    def _answer_version(self, conn):
-        try:
-            request = conn.recv(65536)
-            if request.split(b" ")[1].split(b"?")[0].endswith(b"/version"):
-                body = b'{"ApiVersion": "1.41", "Version": "20.10.0"}'
-                conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n"
-                             b"Connection: close\r\n\r\n%s" % (len(body), body))
-                conn.close()
-        except (OSError, IndexError):
-            pass
-
-    def close(self):
-        self.sock.close()
-        for conn in self.held:
+def answer_version(conn):
+    """One engine answer: GET .../version as an engine gives it, then nothing else."""
+    try:
+        request = conn.recv(65536)
+        if request.split(b" ")[1].split(b"?")[0].endswith(b"/version"):
+            body = b'{"ApiVersion": "1.41", "Version": "20.10.0"}'
+            conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n"
+                         b"Connection: close\r\n\r\n%s" % (len(body), body))
             conn.close()
+    except (OSError, IndexError):
+        pass
 
 
 @pytest.fixture
@@ -593,7 +565,7 @@ def silent_engine():
     engines = []
 
     def make(version=False):
-        engines.append(SilentEngine(version))
+        engines.append(Listener("silent", handle=answer_version if version else None))
         return engines[-1]
 
     yield make
