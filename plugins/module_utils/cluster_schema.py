@@ -21,7 +21,8 @@ Public API (names other code may rely on):
   ``T_SETTINGS`` ``T_MESSAGES`` ``T_USERS`` ``T_TOKENS`` ``T_STATS``, ``ALL_TABLES``
 - ``SCHEMA_VERSION`` (newest), ``SCHEMA_COMPAT``, ``schema_version_for(wa_version)``,
   ``bootstrap_statements(engine)``, ``migration_statements(engine, from_version, to_version)``
-- ``MAX_SHARDS``, ``VALID_SHARD_COUNTS``, ``DEFAULT_SETTINGS``, ``shard_for(recipient, shards)``
+- ``MAX_SHARDS``, ``VALID_SHARD_COUNTS``, ``DEFAULT_SETTINGS``, ``APPLICATION_DEFAULTS``,
+  ``shard_for(recipient, shards)``
 - ``statement(engine, name)`` and ``STATEMENT_NAMES``; the read-only ones for modules:
   ``read_schema_version``, ``read_lease``, ``read_shard_map``, ``read_routes``, ``read_nodes``,
   ``read_settings``, ``read_observations``, ``read_stats``; ``COLUMNS[name]`` and
@@ -75,6 +76,28 @@ DEFAULT_SETTINGS = {
 }
 SETTINGS_APPLICATION = "application"
 SETTINGS_SHARDS = "shards"
+
+# The whole application settings object as GET /v1/settings/application answers it, with the
+# documented defaults (DELETE resets to these; ``heartbeat_interval`` and ``unhealthy_interval``
+# are seeded from DEFAULT_SETTINGS or the node's environment). ``wa_id`` is set by the account
+# registration (POST /v1/account/shards) and is read-only.
+APPLICATION_DEFAULTS = {
+    "callback_backoff_delay_ms": 3000,
+    "callback_persist": True,
+    "db_garbagecollector_enable": False,
+    "heartbeat_interval": 5,
+    "max_callback_backoff_delay_ms": 900000,
+    "media": {"auto_download": []},
+    "notify_user_change_number": False,
+    "pass_through": False,
+    "sent_status": False,
+    "show_security_notifications": False,
+    "unhealthy_interval": 30,
+    "wa_id": None,
+    "webhooks": {"max_concurrent_requests": 6, "url": ""},
+}
+MEDIA_AUTO_DOWNLOAD_TYPES = ("audio", "document", "image", "sticker", "video", "voice")
+WEBHOOK_CONCURRENCY = (6, 12, 18, 24)
 
 
 def normalize_engine(value: str) -> str:
@@ -416,6 +439,9 @@ def _statements(e: str) -> dict:
             "DELETE FROM %s WHERE id IN (SELECT id FROM %s WHERE shard_id = %%s AND status IN "
             "('delivered', 'read') LIMIT %%s)" % (T_MESSAGES, T_MESSAGES))
     s["count_messages"] = "SELECT status, COUNT(*) FROM %s GROUP BY status ORDER BY status" % T_MESSAGES
+    # Params: message id. PUT /v1/messages/{id} {"status": "read"} (the data guide: mark messages
+    # read before the garbage collection).
+    s["mark_message_read"] = "UPDATE %s SET status = 'read' WHERE id = %%s AND status <> 'read'" % T_MESSAGES
     # -- users and tokens
     s["read_user"] = "SELECT username, password_hash, must_change FROM %s WHERE username = %%s" % T_USERS
     if e == MYSQL:

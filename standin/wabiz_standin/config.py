@@ -54,11 +54,59 @@ def _num(env: dict[str, str], name: str, default: float, minimum: float = 0.001)
     return v
 
 
+API_KEY_LENGTH = (12, 128)
+HEALTH_RATE_LIMIT = 10  # calls to /v1/health per 60 s per webapp, as the real webapp
+
+
+def _api_key(env: dict[str, str], warnings: list[str]) -> str | None:
+    """WA_API_KEY of 12 to 128 characters; any other length disables API-key authentication."""
+    key = env.get("WA_API_KEY") or None
+    if key is not None and not API_KEY_LENGTH[0] <= len(key) <= API_KEY_LENGTH[1]:
+        warnings.append(f"WA_API_KEY must be {API_KEY_LENGTH[0]} to {API_KEY_LENGTH[1]} characters "
+                        f"(got {len(key)}): API-key authentication is disabled")
+        return None
+    return key
+
+
+def _health_rate_limit(env: dict[str, str]) -> int:
+    """WA_STANDIN_HEALTH_RATE_LIMIT (stand-in only): calls per 60 s, 0 = off; unset = 10."""
+    raw = env.get("WA_STANDIN_HEALTH_RATE_LIMIT", "").strip()
+    if not raw:
+        return HEALTH_RATE_LIMIT
+    if not raw.isdigit():
+        raise ConfigError(f"WA_STANDIN_HEALTH_RATE_LIMIT: {raw!r} is not a whole number of calls (0 = off)")
+    return int(raw)
+
+
 def _required(env: dict[str, str], name: str) -> str:
     v = env.get(name)
     if v is None or v.strip() == "":
         raise ConfigError(f"{name} is not set")
     return v.strip()
+
+
+def _node_kind(env: dict[str, str]) -> str:
+    """The node kind, from the image as the real client: the web image (``WA_IMAGE_KIND=web``)
+    runs a webapp, the coreapp image (``WA_IMAGE_KIND=coreapp``) a coreapp, or a master with
+    ``WA_MASTER_NODE=1``. A process started without an image (the loopback test harness) may
+    set WA_IMAGE_KIND itself, or is told apart as before: WA_MASTER_NODE=1 -> master,
+    WEBAPP_HOSTNAME -> webapp, COREAPP_HOSTNAME -> coreapp."""
+    master = env.get("WA_MASTER_NODE", "").strip() == "1"
+    image = env.get("WA_IMAGE_KIND", "").strip().lower()
+    if image == "web":
+        return WEBAPP  # WA_MASTER_NODE means nothing to the web image (load() warns)
+    if image == "coreapp":
+        return MASTER if master else COREAPP
+    if image:
+        raise ConfigError(f"WA_IMAGE_KIND: unknown image kind {image!r} (expected web or coreapp)")
+    if master:
+        return MASTER
+    if env.get("WEBAPP_HOSTNAME", "").strip():
+        return WEBAPP
+    if env.get("COREAPP_HOSTNAME", "").strip():
+        return COREAPP
+    raise ConfigError("cannot tell the node kind: run the web or the coreapp image (WA_IMAGE_KIND=web|coreapp), "
+                      "or set WA_MASTER_NODE=1 (master), WEBAPP_HOSTNAME (webapp) or COREAPP_HOSTNAME (coreapp)")
 
 
 @dataclass
@@ -91,6 +139,7 @@ class Config:
     token_ttl: float
     delivery_delay: float
     log_rotate_bytes: int
+    health_rate_limit: int = HEALTH_RATE_LIMIT
     default_settings: dict[str, int] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
 
@@ -137,25 +186,21 @@ def load(env: dict[str, str] | None = None) -> Config:
     if env.get("WA_APP_MULTICONNECT", "").strip() != "1":
         raise ConfigError("WA_APP_MULTICONNECT is not 1 (the stand-in runs only in HA/multiconnect mode)")
 
-    if env.get("WA_MASTER_NODE", "").strip() == "1":
-        kind = MASTER
-    elif env.get("WEBAPP_HOSTNAME", "").strip():
-        kind = WEBAPP
-    elif env.get("COREAPP_HOSTNAME", "").strip():
-        kind = COREAPP
-    else:
-        raise ConfigError("cannot tell the node kind: set WA_MASTER_NODE=1 (master), "
-                          "WEBAPP_HOSTNAME (webapp) or COREAPP_HOSTNAME (coreapp)")
-
+    kind = _node_kind(env)
+    if kind == WEBAPP and env.get("WA_MASTER_NODE", "").strip() == "1":
+        warnings.append("WA_MASTER_NODE=1 is ignored by the web image (masters run the coreapp image)")
     if kind == WEBAPP:
-        external_host = _required(env, "WEBAPP_HOSTNAME")
+        # The real client falls back to the container's host name (Meta's AWS tasks set none).
+        external_host = env.get("WEBAPP_HOSTNAME", "").strip() or socket.gethostname()
         external_ports = _ports("WEBAPP_EXTERNAL_PORTS", env.get("WEBAPP_EXTERNAL_PORTS", "9090"), 1)
         listen_ports = _ports("WA_LISTEN_PORTS", env.get("WA_LISTEN_PORTS", str(DEFAULT_WEBAPP_PORT)), 1)
     else:
-        external_host = _required(env, "COREAPP_HOSTNAME")
-        external_ports = _ports("COREAPP_EXTERNAL_PORTS", _required(env, "COREAPP_EXTERNAL_PORTS"), 4)
+        external_host = env.get("COREAPP_HOSTNAME", "").strip() or socket.gethostname()
         listen_ports = _ports("WA_LISTEN_PORTS", env.get("WA_LISTEN_PORTS", ",".join(map(str, DEFAULT_COREAPP_PORTS))),
                               4)
+        # Unset: the ports the node listens on (6250-6253 in the image), as the real client.
+        raw_ports = env.get("COREAPP_EXTERNAL_PORTS", "").strip()
+        external_ports = _ports("COREAPP_EXTERNAL_PORTS", raw_ports, 4) if raw_ports else listen_ports
     node_id = env.get("WA_NODE_ID", "").strip() or f"{external_host}:{socket.gethostname()[:12]}"
 
     db_heartbeat = _num(env, "WA_DB_HEARTBEAT_SECONDS", 60.0)
@@ -180,7 +225,8 @@ def load(env: dict[str, str] | None = None) -> Config:
         external_host=external_host, external_ports=external_ports,
         listen_address=env.get("WA_LISTEN_ADDRESS", "").strip() or "0.0.0.0",
         listen_ports=listen_ports,
-        api_key=env.get("WA_API_KEY") or None,
+        api_key=_api_key(env, warnings),
+        health_rate_limit=_health_rate_limit(env),
         log_dir=env.get("WA_LOG_DIR", "/var/log/whatsapp"),
         media_dir=env.get("WA_MEDIA_DIR", "/usr/local/wamedia"),
         data_dir=env.get("WA_DATA_DIR", "/usr/local/waent/data"),

@@ -18,20 +18,33 @@ Ownership and fencing (see docs/standin.md):
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
+import re
 import time
+from pathlib import Path
 from typing import Any
 
+import aiohttp
 from aiohttp import web
 
 from . import logs
 from .config import Config
-from .node import BaseNode
+from .node import BaseNode, metric
 from .storage import StorageError
 
 log = logging.getLogger("wabiz")
 
 GC_BATCH = 1000
+CALLBACK_ATTEMPTS = 3
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
 
 
 class Coreapp(BaseNode):
@@ -46,7 +59,8 @@ class Coreapp(BaseNode):
         self.last_db_heartbeat = 0.0
         self.refresh_now = asyncio.Event()
         self.refresh_lock = asyncio.Lock()
-        self.gc: dict[str, Any] = {"status": "idle", "deleted": 0}
+        self.gc: dict[str, Any] = {"status": "idle", "messages_deleted": 0}
+        self.gc_deleted_total = 0
         self.gc_task: asyncio.Task | None = None
         self.accepted = 0
 
@@ -70,6 +84,16 @@ class Coreapp(BaseNode):
         body["shard_epoch"] = self.shard[1] if self.shard else None
         body["accepted"] = self.accepted
         return body
+
+    def app_metrics(self) -> dict[str, dict[str, Any]]:
+        out = super().app_metrics()
+        out["messages_accepted"] = metric("counter", "Messages this coreapp persisted", [({}, self.accepted)])
+        out["shard_owned"] = metric("gauge", "1 for the shard this coreapp owns (labels: shard, epoch)",
+                                    [({"shard": str(self.shard[0]), "epoch": str(self.shard[1])}, 1)]
+                                    if self.shard else [])
+        out["gc_messages_deleted"] = metric("counter", "Messages deleted by garbage collection",
+                                            [({}, self.gc_deleted_total)])
+        return out
 
     # -- loop ------------------------------------------------------------------------------
     async def main(self) -> None:
@@ -178,16 +202,34 @@ class Coreapp(BaseNode):
         app.router.add_post("/control/refresh", self.h_refresh)
         app.router.add_put("/control/gc", self.h_gc_start)
         app.router.add_get("/control/gc", self.h_gc_status)
+        app.router.add_post("/control/media", self.h_media_check)
 
     async def h_refresh(self, request: web.Request) -> web.Response:
         self.refresh_now.set()
         return web.json_response({"ok": True})
 
+    async def h_media_check(self, request: web.Request) -> web.Response:
+        """A webapp hands over an upload: the file must be in this coreapp's media directory (the
+        shared media volume), with the size and digest the webapp wrote."""
+        body = await request.json()
+        media_id = str(body.get("id", ""))
+        path = Path(self.cfg.media_dir) / media_id
+        if not re.fullmatch(r"[0-9a-f-]{36}", media_id) or not path.is_file():
+            return web.json_response({"error": f"media file {media_id} is not in {self.cfg.media_dir} on "
+                                               f"{self.cfg.node_id}: is the shared media volume mounted here?"},
+                                     status=404)
+        digest = await asyncio.to_thread(_sha256, path)
+        if path.stat().st_size != body.get("size") or digest != body.get("sha256"):
+            return web.json_response({"error": f"media file {media_id} in {self.cfg.media_dir} on "
+                                               f"{self.cfg.node_id} differs from the upload (not the same share?)"},
+                                     status=409)
+        return web.json_response({"id": media_id, "node_id": self.cfg.node_id})
+
     async def h_gc_start(self, request: web.Request) -> web.Response:
         if self.shard is None:
             return web.json_response({"status": "skipped", "reason": "owns no shard"})
         if self.gc_task is None or self.gc_task.done():
-            self.gc = {"status": "processing", "deleted": 0, "shard": self.shard[0]}
+            self.gc = {"status": "processing", "messages_deleted": 0, "shard": self.shard[0]}
             self.gc_task = asyncio.ensure_future(self.run_gc(self.shard[0]))
             logs.state(log, "gc_start", shard=self.shard[0])
         return web.json_response(self.gc)
@@ -197,19 +239,49 @@ class Coreapp(BaseNode):
 
     async def run_gc(self, shard_id: int) -> None:
         """Delete delivered/read messages in small batches, yielding between batches so the
-        API keeps serving."""
+        API keeps serving; report the result by a webhook callback."""
         try:
             while not self.stopping.is_set():
                 n = await self.store.call(self.storage.gc_batch, shard_id, GC_BATCH, timeout=30)
-                self.gc["deleted"] += n
+                self.gc["messages_deleted"] += n
+                self.gc_deleted_total += n
                 if n < GC_BATCH:
                     break
                 await asyncio.sleep(0.02)
-            self.gc["status"] = "completed"
+            self.gc["status"] = "complete"
+            callback: dict[str, Any] = {"services": [{"message": {"gc": {
+                "messages_deleted": self.gc["messages_deleted"], "node": self.cfg.node_id, "status": "complete"}}}]}
         except StorageError as exc:
             self.gc["status"] = "failed"
             self.gc["error"] = str(exc)
-        logs.state(log, "gc_done", shard=shard_id, status=self.gc["status"], deleted=self.gc["deleted"])
+            callback = {"errors": [{"code": 1014, "title": "Internal error",
+                                    "details": f"message garbage collection on {self.cfg.node_id} failed: {exc}"}]}
+        logs.state(log, "gc_done", shard=shard_id, status=self.gc["status"], deleted=self.gc["messages_deleted"])
+        await self.send_callback(callback, "gc")
+
+    async def send_callback(self, payload: dict[str, Any], what: str) -> bool:
+        """POST a callback (JSON) to settings.application.webhooks.url, retried with the
+        settings' backoff (capped at 5 s) for a few attempts."""
+        url = (self.settings.get("webhooks") or {}).get("url")
+        if not url:
+            log.warning("no webhook url in the application settings: the %s callback is not delivered", what)
+            return False
+        assert self.http is not None
+        delay = min(5.0, max(0.1, float(self.settings.get("callback_backoff_delay_ms", 3000)) / 1000))
+        status: Any = None
+        for attempt in range(1, CALLBACK_ATTEMPTS + 1):
+            try:
+                async with self.http.post(url, json=payload, timeout=aiohttp.ClientTimeout(total=10)) as resp:
+                    status = resp.status
+                    if 200 <= resp.status < 300:
+                        logs.state(log, "callback", what=what, http=status, attempt=attempt)
+                        return True
+            except (TimeoutError, aiohttp.ClientError, OSError) as exc:
+                status = type(exc).__name__
+            if attempt < CALLBACK_ATTEMPTS:
+                await self._sleep(delay * attempt)
+        log.warning("%s callback to the webhook failed after %d attempts (last: %s)", what, CALLBACK_ATTEMPTS, status)
+        return False
 
     async def shutdown(self) -> None:
         if self.shard:

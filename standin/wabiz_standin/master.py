@@ -19,9 +19,12 @@ DB heartbeat is older than ``WA_DB_DEAD_AFTER_SECONDS`` (DB mode).
 from __future__ import annotations
 
 import asyncio
+import copy
 import hashlib
+import json
 import logging
 import os
+import re
 import time
 from typing import Any
 
@@ -29,7 +32,7 @@ from aiohttp import web
 
 from . import logs
 from .config import Config
-from .node import BaseNode, Fatal
+from .node import BaseNode, Fatal, metric
 from .schema import S
 from .storage import Lease, Node, SchemaTooNew, Shard, StorageError
 
@@ -40,6 +43,76 @@ def hash_password(password: str, salt: str | None = None) -> str:
     salt = salt or os.urandom(8).hex()
     digest = hashlib.pbkdf2_hmac("sha256", password.encode(), salt.encode(), 20000).hex()
     return f"pbkdf2_sha256$20000${salt}${digest}"
+
+
+def application_settings(stored: Any, seeded: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The whole application settings object: the documented defaults, the node's seeded
+    timers, then what is stored (nested objects merged key by key)."""
+    app = copy.deepcopy(S.APPLICATION_DEFAULTS)
+    for layer in (seeded or {}, stored if isinstance(stored, dict) else {}):
+        for k, v in layer.items():
+            if isinstance(v, dict) and isinstance(app.get(k), dict):
+                app[k] = {**app[k], **v}
+            else:
+                app[k] = v
+    return app
+
+
+def _whole(v: Any) -> int | None:
+    """An integer setting (the documentation also shows the millisecond ones as strings)."""
+    if isinstance(v, bool):
+        return None
+    if isinstance(v, int):
+        return v
+    if isinstance(v, str) and v.strip().isdigit():
+        return int(v.strip())
+    return None
+
+
+_BOOL_SETTINGS = ("callback_persist", "db_garbagecollector_enable", "notify_user_change_number", "pass_through",
+                  "sent_status", "show_security_notifications")
+
+
+def validate_settings(current: dict[str, Any], patch: Any) -> tuple[dict[str, Any] | None, str]:
+    """Apply a PATCH body to the current settings: (new object, "") or (None, why refused)."""
+    if not isinstance(patch, dict) or not patch:
+        return None, "a JSON object with the settings to change is required"
+    new = copy.deepcopy(current)
+    for key, value in patch.items():
+        if key == "wa_id":
+            return None, "wa_id is read-only (set by POST /v1/account/shards)"
+        if key not in S.APPLICATION_DEFAULTS:
+            return None, f"{key} is not an application setting"
+        if key in _BOOL_SETTINGS:
+            if not isinstance(value, bool):
+                return None, f"{key} must be true or false"
+            new[key] = value
+        elif key in ("heartbeat_interval", "unhealthy_interval", "callback_backoff_delay_ms",
+                     "max_callback_backoff_delay_ms"):
+            n = _whole(value)
+            if n is None or n < (1 if key.endswith("interval") else 0):
+                return None, f"{key} must be a whole number" + (" of seconds >= 1" if key.endswith("interval") else "")
+            new[key] = n
+        elif key == "media":
+            if not isinstance(value, dict) or set(value) - {"auto_download"}:
+                return None, 'media must be {"auto_download": [TYPES]}'
+            types = value.get("auto_download", new["media"]["auto_download"])
+            if not isinstance(types, list) or not all(t in S.MEDIA_AUTO_DOWNLOAD_TYPES for t in types):
+                return None, f"media.auto_download: a list of {', '.join(S.MEDIA_AUTO_DOWNLOAD_TYPES)}"
+            new["media"] = {**new["media"], "auto_download": sorted(set(types))}
+        elif key == "webhooks":
+            if not isinstance(value, dict) or set(value) - {"url", "max_concurrent_requests"}:
+                return None, 'webhooks must be {"url": URL, "max_concurrent_requests": N}'
+            url = value.get("url", new["webhooks"]["url"])
+            if not isinstance(url, str) or (url and not re.fullmatch(r"https?://[^\s/?#]+[^\s]*", url)):
+                return None, "webhooks.url must be an http(s):// URL or empty"
+            conc = value.get("max_concurrent_requests", new["webhooks"]["max_concurrent_requests"])
+            if _whole(conc) not in S.WEBHOOK_CONCURRENCY:
+                return None, f"webhooks.max_concurrent_requests must be one of {list(S.WEBHOOK_CONCURRENCY)}"
+            new["webhooks"] = {**new["webhooks"], "url": url, "max_concurrent_requests": _whole(conc)}
+    if new["unhealthy_interval"] <= new["heartbeat_interval"]:
+        return None, "heartbeat_interval and unhealthy_interval: 1 <= heartbeat_interval < unhealthy_interval"
+    return new, ""
 
 
 class Master(BaseNode):
@@ -56,6 +129,8 @@ class Master(BaseNode):
         self.cycle_no = 0
         self.no_candidate_logged: set[int] = set()
         self.shard_lock = asyncio.Lock()  # the loop and the control API both manage shards
+        self.active_shards = 1
+        self.db_stats: tuple[float, dict[str, Any]] = (0.0, {})
 
     # -- role ------------------------------------------------------------------------------
     @property
@@ -64,7 +139,9 @@ class Master(BaseNode):
 
     @property
     def gateway_status(self) -> str:
-        return "connected" if self.primary_now() else "disconnected"
+        # The health page: in HA (one shard) only the primary coreapp is connected; with X > 1
+        # shards the X owners and the primary master are.
+        return "connected" if self.primary_now() and self.active_shards > 1 else "disconnected"
 
     def primary_now(self) -> bool:
         """Primary only while the renew deadline has not passed (checked at every use)."""
@@ -272,6 +349,7 @@ class Master(BaseNode):
         unhealthy = float(self.settings["unhealthy_interval"])
         grace = unhealthy if mode == "heartbeat" else self.cfg.db_dead_after
         active: list[Shard] = [s for s in shards if s.active]
+        self.active_shards = len(active)
         owners = {s.owner for s in active if s.owner}
         free = sorted(nid for nid, h in health.items() if h["eligible"] and nid not in owners)
         for s in active:
@@ -340,35 +418,79 @@ class Master(BaseNode):
         except StorageError as exc:
             log.warning("stats: %s", exc)
 
+    # -- stats -------------------------------------------------------------------------------
+    def app_metrics(self) -> dict[str, dict[str, Any]]:
+        out = super().app_metrics()
+        out["master_primary"] = metric("gauge", "1 while this master holds the lease",
+                                       [({}, 1 if self.primary_now() else 0)])
+        out["master_epoch"] = metric("gauge", "Lease epoch of this master (0 when secondary)",
+                                     [({}, self.epoch if self.primary_now() else 0)])
+        out["master_cycles"] = metric("counter", "Decision cycles run", [({}, self.cycle_no)])
+        return out
+
+    async def db_metrics(self) -> dict[str, dict[str, Any]]:
+        """Only the primary master fills the DB stats (cached for a second: a count over a large
+        messages table is not free)."""
+        if not self.primary_now():
+            return {}
+        at, cached = self.db_stats
+        if time.monotonic() - at < 1.0:
+            return cached
+        counts, shards = await asyncio.gather(self.store.call(self.storage.count_messages),
+                                              self.store.call(self.storage.shard_map))
+        out = {
+            "messages_total": metric("gauge", "Messages in the database by status",
+                                     [({"status": k}, v) for k, v in sorted(counts.items())]),
+            "shards_active": metric("gauge", "Active shards", [({}, sum(1 for x in shards if x.active))]),
+            "shards_owned": metric("gauge", "Active shards with an owner",
+                                   [({}, sum(1 for x in shards if x.active and x.owner))]),
+            "schema_version": metric("gauge", "Schema version of the cluster database", [({}, self.db_schema)]),
+        }
+        self.db_stats = (time.monotonic(), out)
+        return out
+
     # -- control API (the webapp forwards admin changes to the primary) -----------------------
     def control_routes(self, app: web.Application) -> None:
         super().control_routes(app)
         app.router.add_post("/control/settings", self.h_settings)
+        app.router.add_post("/control/settings/reset", self.h_settings_reset)
         app.router.add_post("/control/shards", self.h_shards)
         app.router.add_post("/control/move-shard", self.h_move_shard)
 
     def _not_primary(self) -> web.Response:
         return web.json_response({"error": "not the primary master"}, status=421)
 
-    async def h_settings(self, request: web.Request) -> web.Response:
-        if not self.primary_now():
-            return self._not_primary()
-        patch = await request.json()
-        new = dict(self.settings)
-        new.update(patch)
-        hb, unhealthy = new.get("heartbeat_interval"), new.get("unhealthy_interval")
-        if not isinstance(hb, int) or not isinstance(unhealthy, int) or hb < 1 or unhealthy <= hb:
-            return web.json_response({"error": "heartbeat_interval and unhealthy_interval must be integers, "
-                                               "1 <= heartbeat_interval < unhealthy_interval"}, status=400)
+    async def stored_settings(self) -> dict[str, Any]:
+        rows = await self.store.call(self.storage.settings)
+        return application_settings(rows.get(S.SETTINGS_APPLICATION, ({}, 0))[0], self.cfg.default_settings)
+
+    async def write_settings(self, new: dict[str, Any], changes: str) -> web.Response:
         ok = await self.store.call(self.storage.write_setting, S.SETTINGS_APPLICATION, new, self.cfg.node_id,
                                    self.epoch)
         if not ok:
             return self._not_primary()
-        changes = ",".join(f"{k}:{v}" for k, v in sorted(patch.items()))
         logs.state(log, "settings_change", changes=changes, master_epoch=self.epoch)
         await self.load_settings()
         await self.push_settings()
         return web.json_response({"settings": self.settings, "revision": self.settings_revision})
+
+    async def h_settings(self, request: web.Request) -> web.Response:
+        if not self.primary_now():
+            return self._not_primary()
+        patch = await request.json()
+        new, why = validate_settings(await self.stored_settings(), patch)
+        if new is None:
+            return web.json_response({"error": why}, status=400)
+        changes = ",".join(f"{k}:{json.dumps(v, separators=(',', ':')) if isinstance(v, dict | list) else v}"
+                           for k, v in sorted(patch.items()))
+        return await self.write_settings(new, changes)
+
+    async def h_settings_reset(self, request: web.Request) -> web.Response:
+        """DELETE /v1/settings/application: back to the defaults; the registration's wa_id stays."""
+        if not self.primary_now():
+            return self._not_primary()
+        new = application_settings({"wa_id": (await self.stored_settings()).get("wa_id")}, self.cfg.default_settings)
+        return await self.write_settings(new, "reset")
 
     async def h_shards(self, request: web.Request) -> web.Response:
         if not self.primary_now():
@@ -382,6 +504,13 @@ class Master(BaseNode):
         if not ok:
             return self._not_primary()
         logs.state(log, "shard_count", from_shards=before, to_shards=shards, master_epoch=self.epoch)
+        if body.get("cc") and body.get("phone_number"):
+            current = await self.stored_settings()
+            wa_id = f"{body['cc']}{body['phone_number']}"
+            if current.get("wa_id") != wa_id:
+                await self.store.call(self.storage.write_setting, S.SETTINGS_APPLICATION, {**current, "wa_id": wa_id},
+                                      self.cfg.node_id, self.epoch)
+                logs.state(log, "registration", wa_id=wa_id, master_epoch=self.epoch)
         await self.manage_shards()
         return web.json_response({"account": {"shards": shards}})
 

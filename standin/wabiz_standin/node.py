@@ -25,6 +25,11 @@ class Fatal(Exception):
     """Stop the node with one clear line and a non-zero exit code."""
 
 
+def metric(kind: str, help_text: str, data: list[tuple[dict[str, Any], float]]) -> dict[str, Any]:
+    """One metric in the API's JSON form: ``{"type", "help", "data": [{"labels", "value"}]}``."""
+    return {"type": kind, "help": help_text, "data": [{"labels": labels, "value": value} for labels, value in data]}
+
+
 class BaseNode:
     kind = ""
 
@@ -55,6 +60,15 @@ class BaseNode:
     def ping_body(self) -> dict[str, Any]:
         return {"node_id": self.cfg.node_id, "kind": self.kind, "role": self.role, "instance": self.instance,
                 "gateway_status": self.gateway_status, "version": self.cfg.version}
+
+    def app_metrics(self) -> dict[str, dict[str, Any]]:
+        """This node's part of GET /v1/stats/app (overridden per kind)."""
+        return {"uptime_seconds": metric("gauge", "Seconds since this node started",
+                                         [({}, round(time.monotonic() - self.started, 3))])}
+
+    async def db_metrics(self) -> dict[str, dict[str, Any]]:
+        """This node's part of GET /v1/stats/db: empty except on the primary master."""
+        return {}
 
     # -- start-up ------------------------------------------------------------------------
     async def wait_for_schema(self) -> None:
@@ -160,6 +174,10 @@ class BaseNode:
     def control_routes(self, app: web.Application) -> None:
         app.router.add_get("/ping", self.h_ping)
         app.router.add_post("/control/settings-push", self.h_settings_push)
+        app.router.add_get("/control/stats", self.h_stats)
+
+    async def h_stats(self, request: web.Request) -> web.Response:
+        return web.json_response({"app": self.app_metrics(), "db": await self.db_metrics()})
 
     async def h_ping(self, request: web.Request) -> web.Response:
         return web.json_response(self.ping_body())

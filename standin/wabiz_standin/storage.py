@@ -15,6 +15,7 @@ import asyncio
 import functools
 import json
 import math
+import os
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -72,6 +73,19 @@ class Node:
         return self.ports[0]
 
 
+TLS_VARIABLES = ("WA_DB_SSL_CA", "WA_DB_SSL_CERT", "WA_DB_SSL_KEY")
+
+
+def tls_paths(env: dict[str, str] | None = None) -> dict[str, str]:
+    """The database TLS files the environment names, as the real client reads them:
+    ``WA_DB_SSL_CA`` (the CA that signed the server's certificate: the server's certificate
+    and host name are then verified), ``WA_DB_SSL_CERT`` and ``WA_DB_SSL_KEY`` (a client
+    certificate and its key). Any of them turns TLS on; none keeps the driver's default."""
+    env = os.environ if env is None else env
+    keys = {"WA_DB_SSL_CA": "ca", "WA_DB_SSL_CERT": "cert", "WA_DB_SSL_KEY": "key"}
+    return {short: env[name].strip() for name, short in keys.items() if env.get(name, "").strip()}
+
+
 class Storage(abc.ABC):
     """What every node needs from the database. Subclasses: MySQLStorage, PgStorage."""
 
@@ -89,6 +103,7 @@ class Storage(abc.ABC):
         # owner, paused inside a message write, would block its own replacement).
         self.txn_idle_timeout = txn_idle_timeout
         self.idle_timeout = idle_timeout_ms / 1000.0 if idle_timeout_ms else None
+        self.tls = tls_paths()
         self._local = threading.local()
 
     # -- engine specifics ----------------------------------------------------------------
@@ -348,6 +363,10 @@ class Storage(abc.ABC):
         name = "mark_delivered_v2" if db_schema >= 2 else "mark_delivered_v1"
         return self.execute(name, (shard_id, min_age, shard_id, owner, epoch))
 
+    def mark_read(self, msg_id: str) -> int:
+        """Mark a stored message read; 0 when it is unknown or already read."""
+        return self.execute("mark_message_read", (msg_id,))
+
     def gc_batch(self, shard_id: int, batch: int) -> int:
         return self.execute("gc_batch", (shard_id, batch))
 
@@ -389,13 +408,17 @@ class MySQLStorage(Storage):
     def _connect(self, database: str | None) -> Any:
         import pymysql
 
+        # TLS: with a CA, PyMySQL verifies the server's certificate and host name; without
+        # one it encrypts only (and presents the client certificate, if any).
+        tls = {"ssl": dict(self.tls)} if self.tls else {}
         try:
             conn = pymysql.connect(
                 host=self.host, port=self.port, user=self.user, password=self.password, database=database,
                 autocommit=True, connect_timeout=max(1, int(self.timeout)), read_timeout=self.timeout,
                 write_timeout=self.timeout, charset="utf8mb4",
-                init_command=f"SET time_zone = '+00:00', innodb_lock_wait_timeout = {max(1, math.ceil(self.timeout))}")
-        except pymysql.MySQLError as exc:
+                init_command=f"SET time_zone = '+00:00', innodb_lock_wait_timeout = {max(1, math.ceil(self.timeout))}",
+                **tls)
+        except (pymysql.MySQLError, OSError) as exc:  # OSError: a TLS file missing or unreadable, a bad handshake
             raise StorageError(f"cannot connect to MySQL at {self.host}:{self.port}: {exc}") from exc
         if self.txn_idle_timeout:
             cur = conn.cursor()
@@ -424,6 +447,12 @@ class PgStorage(Storage):
     def _connect(self, database: str | None) -> Any:
         import psycopg2
 
+        tls: dict[str, str] = {}
+        if self.tls:
+            # verify-full with a CA (certificate and host name checked), else encrypt only.
+            tls["sslmode"] = "verify-full" if "ca" in self.tls else "require"
+            names = {"ca": "sslrootcert", "cert": "sslcert", "key": "sslkey"}
+            tls.update({names[k]: v for k, v in self.tls.items()})
         try:
             conn = psycopg2.connect(
                 host=self.host, port=self.port, user=self.user, password=self.password,
@@ -432,7 +461,7 @@ class PgStorage(Storage):
                         + (f" -c idle_in_transaction_session_timeout={int(self.txn_idle_timeout * 1000)}"
                            if self.txn_idle_timeout else ""),
                 keepalives=1, keepalives_idle=5, keepalives_interval=2, keepalives_count=2,
-                application_name="wabiz-standin")
+                application_name="wabiz-standin", **tls)
         except psycopg2.Error as exc:
             raise StorageError(f"cannot connect to PostgreSQL at {self.host}:{self.port}: {exc}".strip()) from exc
         conn.autocommit = True

@@ -168,8 +168,8 @@ class Cluster:
 
     def _spawn(self, name: str, kind: str, ports: tuple[int, ...], env: dict[str, str]) -> Proc:
         log = self.workdir / f"{name}.log"
-        env = {**env, "WA_NODE_ID": env.get("WA_NODE_ID", name), "WA_LOG_DIR": str(self.workdir / "logs" / name),
-               "WA_DATA_DIR": str(self.workdir / "data"), "WA_MEDIA_DIR": str(self.workdir / "media")}
+        env = {"WA_NODE_ID": name, "WA_LOG_DIR": str(self.workdir / "logs" / name),
+               "WA_DATA_DIR": str(self.workdir / "data"), "WA_MEDIA_DIR": str(self.workdir / "media"), **env}
         with open(log, "ab") as fh:
             popen = subprocess.Popen([sys.executable, "-m", "wabiz_standin"], env=env, stdout=fh,
                                      stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=str(self.workdir))
@@ -180,8 +180,10 @@ class Cluster:
     def start_node(self, kind: str, name: str, extra: dict[str, str] | None = None) -> Proc:
         if kind == "webapp":
             ports: tuple[int, ...] = (free_port(),)
+            # The health rate limit (10 calls per 60 s, on by default) is off: the tests poll.
             env = self.env({"WEBAPP_HOSTNAME": "127.0.0.1", "WEBAPP_EXTERNAL_PORTS": str(ports[0]),
-                            "WA_LISTEN_PORTS": str(ports[0]), "WA_API_KEY": "test-api-key", **(extra or {})})
+                            "WA_LISTEN_PORTS": str(ports[0]), "WA_API_KEY": "test-api-key",
+                            "WA_STANDIN_HEALTH_RATE_LIMIT": "0", **(extra or {})})
         else:
             ports = tuple(free_port() for _ in range(4))
             csv = ",".join(map(str, ports))
@@ -257,6 +259,13 @@ class Cluster:
                 if body and body.get("gateway_status") == "connected":
                     out.append(name)
         return sorted(out)
+
+    def webapp_up(self, name: str = "webapp1") -> bool:
+        """The webapp answers GET / (no auth, and not counted by the health rate limit)."""
+        try:
+            return self.api("GET", "/", webapp=name, auth="", timeout=2)[0] == 200
+        except OSError:
+            return False
 
     def dump_logs(self) -> str:
         return "\n".join(f"===== {n}\n" + "\n".join(p.output().splitlines()[-40:]) for n, p in self.procs.items())
