@@ -8,6 +8,8 @@ label ``wabiz.recipe``; an image whose label matches is not built again.
 
     python scripts/images.py build [NAME ...] [--force]
     python scripts/images.py list
+
+A NAME standin-X.Y.Z builds that version's three stand-in images (shared layer, web, coreapp).
 """
 
 from __future__ import annotations
@@ -50,14 +52,29 @@ def _compose_v2_binary() -> Path:
     return Path(compose.__file__).parent / "docker-compose"
 
 
+# The database images Meta's compose files name, provided by the project's own images: their
+# entrypoints honour the official images' variables and command-line flags (docs/standin.md,
+# "Images and environment").
+MYSQL_COMPAT_TAGS = ["mysql:8.0.33"]
+POSTGRES_COMPAT_TAGS = ["postgres:13.8"]
+
+# Stand-in node images: a shared layer and two thin images that say which node they run, under the
+# project's names and under the real client's names.
+STANDIN_KINDS = {"web": "443/tcp", "coreapp": "6250-6253/tcp"}
+
+
+def standin_tags(kind: str, version: str) -> list[str]:
+    return [f"wabiz-standin/{kind}:v{version}", f"docker.whatsapp.biz/{kind}:v{version}"]
+
+
 def catalogue() -> dict[str, Image]:
     base = "wabiz/base:bookworm"
     images = [
         Image("base", [base]),
         Image("host", ["wabiz/host:bookworm"], IMAGES_DIR / "host", base,
               extra={"docker-compose-v2": _compose_v2_binary()}),
-        Image("mariadb", ["wabiz/mariadb:10.11"], IMAGES_DIR / "mariadb", base),
-        Image("postgres", ["wabiz/postgres:15"], IMAGES_DIR / "postgres", base),
+        Image("mariadb", ["wabiz/mariadb:10.11", *MYSQL_COMPAT_TAGS], IMAGES_DIR / "mariadb", base),
+        Image("postgres", ["wabiz/postgres:15", *POSTGRES_COMPAT_TAGS], IMAGES_DIR / "postgres", base),
         Image("nfs", ["wabiz/nfs:ganesha"], IMAGES_DIR / "nfs", base),
     ]
     standin = ROOT / "standin"
@@ -65,15 +82,27 @@ def catalogue() -> dict[str, Image]:
         images.append(Image("standin-runtime", ["wabiz-standin/runtime:bookworm"],
                             IMAGES_DIR / "standin-runtime", base))
         for version in STANDIN_VERSIONS:
+            common = f"wabiz-standin/common:v{version}"
             images.append(Image(
-                f"standin-{version}",
-                [f"wabiz-standin/coreapp:v{version}", f"wabiz-standin/web:v{version}"],
+                f"standin-common-{version}", [common],
                 IMAGES_DIR / "standin", "wabiz-standin/runtime:bookworm",
                 extra={"standin": standin,
                        "cluster_schema.py": ROOT / "plugins" / "module_utils" / "cluster_schema.py"},
                 build_args={"WA_VERSION": version},
             ))
+            for kind, ports in STANDIN_KINDS.items():
+                images.append(Image(
+                    f"standin-{kind}-{version}", standin_tags(kind, version),
+                    IMAGES_DIR / "standin-kind", common,
+                    build_args={"WA_VERSION": version, "KIND": kind, "PORTS": ports},
+                ))
     return {i.name: i for i in images}
+
+
+def groups(cat: dict[str, Image]) -> dict[str, list[str]]:
+    """Names that stand for several images: standin-X.Y.Z is one version's three images."""
+    return {f"standin-{v}": [n for n in (f"standin-common-{v}", f"standin-web-{v}", f"standin-coreapp-{v}")
+                             if n in cat] for v in STANDIN_VERSIONS}
 
 
 def _docker(*args: str, capture: bool = True, **kw) -> subprocess.CompletedProcess:
@@ -164,10 +193,11 @@ def build_dockerfile(img: Image, digest: str) -> None:
 
 def build(names: list[str], force: bool = False) -> None:
     cat = catalogue()
-    unknown = [n for n in names if n not in cat]
+    aliases = groups(cat)
+    unknown = [n for n in names if n not in cat and n not in aliases]
     if unknown:
-        raise SystemExit(f"unknown image(s): {', '.join(unknown)}; known: {', '.join(cat)}")
-    wanted = set(names or cat)
+        raise SystemExit(f"unknown image(s): {', '.join(unknown)}; known: {', '.join([*cat, *aliases])}")
+    wanted = {m for n in names for m in aliases.get(n, [n])} or set(cat)
     # Parents first: the catalogue is written in dependency order.
     for img in cat.values():
         if img.name not in wanted:
@@ -198,10 +228,11 @@ def main(argv: list[str]) -> int:
     else:
         for img in catalogue().values():
             try:
-                state = "up to date" if _image_label(img.tags[0]) == recipe_hash(img) else "stale"
+                digest = recipe_hash(img)
+                state = "up to date" if all(_image_label(t) == digest for t in img.tags) else "stale"
             except SystemExit:
                 state = "parent missing"
-            print(f"{img.name:18} {state:14} {' '.join(img.tags)}")
+            print(f"{img.name:24} {state:14} {' '.join(img.tags)}")
     return 0
 
 

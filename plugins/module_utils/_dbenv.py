@@ -37,6 +37,12 @@ KEYS = (
     "WA_DB_NAME_PREFIX",
     "WA_DB_CONNECTION_IDLE_TIMEOUT",
 )
+# TLS to the database (the client's WA_DB_SSL_* variables): paths inside the client containers,
+# written after the seven, only when set.
+TLS_KEYS = ("WA_DB_SSL_CA", "WA_DB_SSL_CERT", "WA_DB_SSL_KEY")
+MANAGED_KEYS = KEYS + TLS_KEYS
+TLS_OPTIONS = (("ssl_ca", "WA_DB_SSL_CA"), ("ssl_cert", "WA_DB_SSL_CERT"), ("ssl_key", "WA_DB_SSL_KEY"))
+TLS_PATH_MAX = 4096
 SECRET_KEYS = frozenset(["WA_DB_PASSWORD"])
 # Parts of a variable name that make its value a secret (for names db_env does not manage).
 SECRET_NAME_PARTS = ("PASSWORD", "PASS", "SECRET", "TOKEN", "KEY")
@@ -79,6 +85,8 @@ class DbEnvError(ValueError):
 
 def is_secret_key(key):
     """True for the password variable and for any name that looks like it holds a secret."""
+    if key in TLS_KEYS:
+        return False  # WA_DB_SSL_KEY names a file, it holds no secret itself
     upper = key.upper()
     return key in SECRET_KEYS or any(part in upper for part in SECRET_NAME_PARTS)
 
@@ -176,8 +184,32 @@ def check_connect_timeout(value):
     return value
 
 
+def check_tls_paths(ssl_ca=None, ssl_cert=None, ssl_key=None):
+    """The ``{WA_DB_SSL_*: path}`` for the TLS options given, or DbEnvError. Each is the absolute path
+    of a PEM file as the client containers see it (so it is not looked for on the managed host);
+    a client certificate and its key go together."""
+    given = {"ssl_ca": ssl_ca, "ssl_cert": ssl_cert, "ssl_key": ssl_key}
+    out = {}
+    for option, key in TLS_OPTIONS:
+        value = given[option]
+        if value is None:
+            continue
+        if not isinstance(value, str) or not value.startswith("/") or len(value) > TLS_PATH_MAX:
+            raise DbEnvError(
+                "%s: %r is not an absolute path of at most %d characters; give the path of the PEM file "
+                "inside the client containers (mount it there), e.g. /opt/whatsapp/certs/db-ca.pem."
+                % (option, value, TLS_PATH_MAX))
+        _check_value(option, value)
+        out[key] = value
+    if ("WA_DB_SSL_CERT" in out) != ("WA_DB_SSL_KEY" in out):
+        raise DbEnvError(
+            "ssl_cert, ssl_key: a client certificate and its private key go together; give both or neither "
+            "(ssl_ca alone verifies the server without a client certificate).")
+    return out
+
+
 def build_variables(engine, hostname, port, username, password, name_prefix=None,
-                    connection_idle_timeout=None):
+                    connection_idle_timeout=None, ssl_ca=None, ssl_cert=None, ssl_key=None):
     """Validate the inputs and return the ordered ``{KEY: value}`` the file must hold.
 
     Raises DbEnvError with a plain sentence for each kind of bad input.
@@ -232,13 +264,14 @@ def build_variables(engine, hostname, port, username, password, name_prefix=None
         values["WA_DB_NAME_PREFIX"] = name_prefix
     if engine == "mysql":
         values["WA_DB_CONNECTION_IDLE_TIMEOUT"] = str(connection_idle_timeout)
+    values.update(check_tls_paths(ssl_ca, ssl_cert, ssl_key))
     return values
 
 
 def render(values):
     """The file content for ``values`` (known keys in Meta's order, then any others sorted)."""
     lines = [HEADER]
-    for key in list(KEYS) + sorted(k for k in values if k not in KEYS):
+    for key in list(MANAGED_KEYS) + sorted(k for k in values if k not in MANAGED_KEYS):
         if key in values:
             lines.append("%s=%s\n" % (key, values[key]))
     return "".join(lines)
@@ -286,7 +319,7 @@ def parse(content):
 
 def managed(values):
     """Only the variables db_env manages (the others of an existing file are never shown)."""
-    return dict((k, v) for k, v in values.items() if k in KEYS)
+    return dict((k, v) for k, v in values.items() if k in MANAGED_KEYS)
 
 
 def changed_keys(before, after):
@@ -329,7 +362,7 @@ def masked_text(content, other_values=None):
             out.append(HEADER.rstrip("\n"))
             continue
         parsed = _parse_line(raw)
-        if parsed is not None and parsed[0] in KEYS:
+        if parsed is not None and parsed[0] in MANAGED_KEYS:
             key, value = parsed
             out.append("%s=%s" % (key, masked({key: value}, other_values)[key]))
         else:
@@ -341,7 +374,8 @@ def validate_params(params):
     """Check every option of ``state=present`` (the one place where input is validated) and return
     ``(variables the file must hold, mode as an int)``. Raises DbEnvError naming the option."""
     desired = build_variables(params["engine"], params["hostname"], params["port"], params["username"],
-                              params["password"], params.get("name_prefix"), params.get("connection_idle_timeout"))
+                              params["password"], params.get("name_prefix"), params.get("connection_idle_timeout"),
+                              params.get("ssl_ca"), params.get("ssl_cert"), params.get("ssl_key"))
     mode = parse_mode(params.get("mode", "0600"))
     check_connect_timeout(params.get("connect_timeout", 10))
     return desired, mode

@@ -15,7 +15,8 @@ version_added: 0.1.0
 description:
   - Writes the C(db.env) file that the client's compose files read with C(env_file), holding the
     seven documented variables C(WA_DB_ENGINE), C(WA_DB_HOSTNAME), C(WA_DB_PORT), C(WA_DB_USERNAME),
-    C(WA_DB_PASSWORD), C(WA_DB_NAME_PREFIX) and C(WA_DB_CONNECTION_IDLE_TIMEOUT).
+    C(WA_DB_PASSWORD), C(WA_DB_NAME_PREFIX) and C(WA_DB_CONNECTION_IDLE_TIMEOUT), and, when asked for,
+    the client's TLS variables C(WA_DB_SSL_CA), C(WA_DB_SSL_CERT) and C(WA_DB_SSL_KEY).
   - The file is written atomically with owner, group and mode (default V(0600), as it holds the
     database password). A second run with the same input changes nothing.
   - With O(validate_connection=true) the module first logs in to the database server with those
@@ -108,6 +109,31 @@ options:
       - MySQL only. Setting it with O(engine=postgresql) is an error. With O(engine=mysql) it
         defaults to V(180000), the value of Meta's C(db.env).
     type: int
+  ssl_ca:
+    description:
+      - Path of the PEM file with the certificate authority that signed the database server's
+        certificate, as the client containers see it (C(WA_DB_SSL_CA)). The client then connects with
+        TLS and verifies the server's certificate and host name (O(hostname) must be in the certificate).
+      - An absolute path inside the containers; the file must be mounted there (it is not looked for on
+        the managed host). The same characters as in O(password) are refused.
+      - Omitted from the file when not set.
+    type: str
+  ssl_cert:
+    description:
+      - Path of the client's PEM certificate, as the client containers see it (C(WA_DB_SSL_CERT)), for a
+        server that asks for one. Goes together with O(ssl_key).
+      - Without O(ssl_ca) the connection is encrypted but the server is not verified.
+      - An absolute path inside the containers, as for O(ssl_ca). Omitted from the file when not set.
+    type: str
+  ssl_key:
+    description:
+      - Path of the private key of O(ssl_cert), as the client containers see it (C(WA_DB_SSL_KEY)).
+        Goes together with O(ssl_cert).
+      - An absolute path inside the containers, as for O(ssl_ca); the value is a path, not the key, so it is
+        shown in diffs and results. PostgreSQL clients refuse a key file that others or the group may read
+        (mode V(0600), or V(0640) when owned by root).
+      - Omitted from the file when not set.
+    type: str
   owner:
     description:
       - Owner of the file (name or uid). Defaults to the user running the module.
@@ -137,6 +163,8 @@ options:
         every name starting with O(name_prefix). On PostgreSQL the user needs CREATEDB (or
         SUPERUSER), because the client owns the databases it creates.
       - Needs PyMySQL (MySQL) or psycopg2 (PostgreSQL) on the managed host.
+      - The check logs in from the managed host without the O(ssl_ca), O(ssl_cert) and O(ssl_key) files
+        (they are paths inside the containers), so it fails against a server that accepts TLS logins only.
     type: bool
     default: false
   connect_timeout:
@@ -180,6 +208,17 @@ EXAMPLES = r"""
     owner: deploy
     group: deploy
     mode: "0600"
+
+- name: TLS to the database, the PEM files mounted into the containers at /opt/whatsapp/certs
+  wabiz.cluster.db_env:
+    path: /opt/whatsapp/db.env
+    engine: mysql
+    hostname: db.example.internal
+    username: whatsapp
+    password: "{{ vault_wa_db_password }}"
+    ssl_ca: /opt/whatsapp/certs/db-ca.pem
+    ssl_cert: /opt/whatsapp/certs/client.pem
+    ssl_key: /opt/whatsapp/certs/client.key
 
 - name: Remove the file when a host leaves the cluster
   wabiz.cluster.db_env:
@@ -265,6 +304,9 @@ def main():
             password=dict(type="str", no_log=True),
             name_prefix=dict(type="str"),
             connection_idle_timeout=dict(type="int"),
+            ssl_ca=dict(type="str"),
+            ssl_cert=dict(type="str"),
+            ssl_key=dict(type="str", no_log=False),
             owner=dict(type="str"),
             group=dict(type="str"),
             mode=dict(type="raw", default="0600"),
@@ -272,6 +314,7 @@ def main():
             connect_timeout=dict(type="int", default=10),
         ),
         required_if=[("state", "present", ("engine", "hostname", "username", "password"))],
+        required_together=[("ssl_cert", "ssl_key")],
         supports_check_mode=True,
     )
     module.exit_json(**run_db_env(module))

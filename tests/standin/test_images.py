@@ -1,4 +1,5 @@
-"""The stand-in images: built offline, and a single-host cluster (db, 2 masters, 2 coreapps,
+"""The stand-in images: built offline, two images (web, coreapp) under the project's and the real
+names whose kind the image decides, and a single-host cluster (db, 2 masters, 2 coreapps,
 1 webapp) under plain ``docker compose`` answers /v1/health with one primary master and one
 connected coreapp. Container and network names start with ``wabiz-standin-test``."""
 
@@ -94,7 +95,7 @@ services:
       <<: *env
       WEBAPP_HOSTNAME: waweb
       WEBAPP_EXTERNAL_PORTS: "9090"
-      WA_API_KEY: compose-key
+      WA_API_KEY: compose-key-12
 volumes:
   whatsappMedia: {{}}
 """
@@ -110,8 +111,41 @@ def images(docker_client) -> None:
                "standin-2.53.1", "standin-2.53.2", check=False, timeout=1200)
     assert res.returncode == 0, res.stdout + res.stderr
     for tag in (f"wabiz-standin/coreapp:v{VERSION}", f"wabiz-standin/web:v{VERSION}",
-                "wabiz-standin/coreapp:v2.53.1", "wabiz/mariadb:10.11", "wabiz/postgres:15"):
+                f"docker.whatsapp.biz/coreapp:v{VERSION}", f"docker.whatsapp.biz/web:v{VERSION}",
+                "wabiz-standin/coreapp:v2.53.1", "wabiz-standin/web:v2.53.1", "wabiz/mariadb:10.11",
+                "wabiz/postgres:15"):
         docker_client.images.get(tag)
+
+
+@pytest.mark.parametrize("version", ["2.53.1", VERSION])
+def test_web_and_coreapp_are_two_images_under_the_real_names_and_the_image_names_the_node(
+        images, docker_client, version: str) -> None:
+    web, core = (docker_client.images.get(f"docker.whatsapp.biz/{k}:v{version}") for k in ("web", "coreapp"))
+    assert web.id != core.id, "one image for both kinds"
+    assert docker_client.images.get(f"wabiz-standin/web:v{version}").id == web.id
+    assert docker_client.images.get(f"wabiz-standin/coreapp:v{version}").id == core.id
+    for img, kind, ports in ((web, "web", {"443/tcp"}), (core, "coreapp", {f"{p}/tcp" for p in range(6250, 6254)})):
+        assert f"WA_IMAGE_KIND={kind}" in img.attrs["Config"]["Env"]
+        assert img.labels["biz.whatsapp.image"] == kind
+        assert set(img.attrs["Config"]["ExposedPorts"]) == ports
+    # Meta's environment only (no WEBAPP_/COREAPP_ host names or ports): the image decides.
+    env = ["WA_DB_ENGINE=MYSQL", "WA_DB_HOSTNAME=db", "WA_DB_PORT=3306", "WA_DB_USERNAME=root",
+           "WA_DB_PASSWORD=testpass", "WA_APP_MULTICONNECT=1"]
+    script = ("python3 -m wabiz_standin check-env && WA_MASTER_NODE=1 python3 -m wabiz_standin check-env && "
+              "test -x /opt/whatsapp/bin/wait_on_mysql.sh && test -x /opt/whatsapp/bin/wait_on_postgres.sh && "
+              "test -x /opt/whatsapp/bin/launch_within_docker.sh && cat /opt/whatsapp/VERSION")
+    outs = {}
+    for kind in ("web", "coreapp"):
+        name = f"{PROJECT_PREFIX}-{uuid.uuid4().hex[:6]}"
+        # docker run --rm also removes the image's anonymous volumes (media, data).
+        res = _run("docker", "run", "--rm", "--name", name, "--hostname", f"h-{kind}",
+                   *(a for e in env for a in ("-e", e)), f"docker.whatsapp.biz/{kind}:v{version}", "sh", "-c", script)
+        outs[kind] = res.stdout
+    assert "environment OK (webapp h-web:" in outs["web"]
+    assert "warning: WA_MASTER_NODE=1 is ignored by the web image" in outs["web"]
+    assert "environment OK (coreapp h-coreapp:" in outs["coreapp"]
+    assert "environment OK (master h-coreapp:" in outs["coreapp"]
+    assert all(version in out for out in outs.values())
 
 
 ENGINES = {
@@ -179,7 +213,7 @@ def test_compose_cluster_answers_health_with_one_primary_and_one_connected_corea
     health: dict = {}
     while time.monotonic() < deadline:
         try:
-            status, body = _get(port, "/v1/health", "Apikey compose-key")
+            status, body = _get(port, "/v1/health", "Apikey compose-key-12")
         except OSError:
             time.sleep(1)
             continue
@@ -196,7 +230,7 @@ def test_compose_cluster_answers_health_with_one_primary_and_one_connected_corea
     # Node names are HOSTNAME:CONTAINER_ID as in the documented health form.
     assert all(k.split(":")[0] in {"master1", "master2", "coreapp1", "coreapp2"} for k in health)
     # The running version is visible, and the webapp's logs land in /var/log/whatsapp.
-    status, _ = _get(port, "/v1/support", "Apikey compose-key")
+    status, _ = _get(port, "/v1/support", "Apikey compose-key-12")
     assert status == 401, "support needs an admin token, not the API key"
     # Login (first login sets the password), send a message, read it back (Debian's aiohttp 3.8).
     basic = "Basic " + base64.b64encode(b"admin:secret").decode()
@@ -209,7 +243,9 @@ def test_compose_cluster_answers_health_with_one_primary_and_one_connected_corea
     status, body = _req(port, "GET", f"/v1/messages/{body['messages'][0]['id']}", bearer)
     assert status == 200 and body["messages"][0]["to"] == "16505550100"
     status, body = _req(port, "GET", "/v1/support", bearer)
-    assert {n["version"] for n in body["support"]["nodes"].values()} == {VERSION}
+    # The contract's form ({"support": {"HOST:CID": {..., "debug_info": {"version"}}}}) or the older one.
+    nodes = body["support"].get("nodes", body["support"])
+    assert {n.get("version") or n["debug_info"]["version"] for n in nodes.values()} == {VERSION}
     res = _run("docker", "exec", f"{project}-waweb", "ls", "/var/log/whatsapp")
     assert {"web.log", "access.log", "error.log", "archive"} <= set(res.stdout.split())
     # Webapp rotation by logrotate: above 20 MB, compressed into archive/.
