@@ -57,6 +57,7 @@ DEFAULT_TIMERS = {
     "WA_LEASE_RENEW_DEADLINE_SECONDS": "20",
     "WA_COREAPP_FENCE_SECONDS": "5",
     "WA_DB_TIMEOUT_SECONDS": "5",
+    "WA_STANDIN_HEALTH_RATE_LIMIT": "0",  # the benchmark calls /v1/health hundreds of times a minute
 }
 # The check's heartbeat threshold is the nodes' dead-after time (the module's default, 120 s).
 HEARTBEAT_THRESHOLD = float(DEFAULT_TIMERS["WA_DB_DEAD_AFTER_SECONDS"])

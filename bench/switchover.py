@@ -24,7 +24,7 @@ def one_round(bed: Testbed, k: int, workdir: Path) -> dict[str, Any]:
     apis = bed.apis()
     owners = bed.owners(apis)
     shard, node = sorted(owners.items())[0]
-    spares = sorted(n for n, info in (bed.support(apis).get("nodes") or {}).items()
+    spares = sorted(n for n, info in bed.support(apis).items()
                     if info.get("role") == "coreapp" and not info.get("shards"))
     if not spares:
         raise RuntimeError("no spare coreapp to move the shard to")

@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 from ansible_collections.wabiz.cluster.plugins.filter.host_address import address_of
+from ansible_collections.wabiz.cluster.plugins.module_utils._password_rules import password_problems
 
 DOCUMENTATION = r"""
 name: cluster_layouts
@@ -21,7 +22,8 @@ description:
   - For the settings that O(defaults) has a value for, also returns each host's C(settings) (C(wabiz_db_host),
     C(wabiz_heartbeat_interval), C(wabiz_unhealthy_interval), C(wabiz_media_source), C(wabiz_media_nfs_server),
     and of the secrets C(wabiz_db_password) and C(wabiz_admin_password) only whether they are set, never
-    their value).
+    their value), and as C(wabiz_admin_password_problems) the API's password rules that a host's own
+    C(wabiz_admin_password) breaks (phrases that never hold the password).
   - A count or port that is not a whole number is returned as it is, for
     P(wabiz.cluster.layout_problems#filter) to name it.
 positional: _input, hostvars, defaults
@@ -113,6 +115,9 @@ def cluster_layouts(groups, hostvars, defaults):
                 continue
             value = _get(hv, key, defaults[key])
             settings[key] = _is_set(value) if key in SECRETS else value
+            own = _get(hv, key, None)
+            if key == "wabiz_admin_password" and isinstance(own, str) and own.strip():
+                settings["wabiz_admin_password_problems"] = password_problems(own)
         if settings:
             out[host]["settings"] = settings
     return out

@@ -5,6 +5,10 @@
 
 from __future__ import annotations
 
+import re
+
+from ansible_collections.wabiz.cluster.plugins.module_utils._password_rules import RULES_TEXT
+
 DOCUMENTATION = r"""
 name: layout_problems
 author: wabiz.cluster maintainers
@@ -28,7 +32,8 @@ description:
     error of the filter.
   - When the layouts carry C(settings) (as P(wabiz.cluster.cluster_layouts#filter) returns them),
     also checks that C(wabiz_db_host) and C(wabiz_db_password) are set on every node host and
-    C(wabiz_admin_password) on every webapp host, that C(wabiz_unhealthy_interval) is greater than
+    C(wabiz_admin_password) on every webapp host (and that it follows the API's password rules, from
+    C(wabiz_admin_password_problems)), that C(wabiz_unhealthy_interval) is greater than
     C(wabiz_heartbeat_interval) (at least 1), and that NFS media has a server.
 positional: _input
 options:
@@ -67,6 +72,12 @@ options:
     type: list
     elements: str
     default: []
+  account:
+    description:
+      - The account whose shard count the cluster sets, a dict with C(cc) (country calling code) and
+        C(phone_number); when given, both must be set and made of digits. Not judged when null.
+    type: dict
+    default: null
 """
 
 EXAMPLES = r"""
@@ -300,6 +311,15 @@ def _check_settings(layouts, problems, nfs_hosts):
         if empty:
             problems.append("%s is empty on %s; %s." % (var, _names(empty, hosts), advice))
 
+    weak = _Grouped()
+    for host in webapps:
+        broken = _setting(layouts[host], "wabiz_admin_password_problems")
+        if broken is not _MISSING and broken:
+            weak.add(tuple(broken), host)
+    for broken, hosts in weak.items():
+        problems.append("wabiz_admin_password on %s breaks the API's password rules (%s): the first login would be "
+                        "refused with 400 / 1009. Use %s." % (_names(hosts, webapps), "; ".join(broken), RULES_TEXT))
+
     timers = _Grouped()
     for host in webapps:
         hb_raw = _setting(layouts[host], "wabiz_heartbeat_interval")
@@ -365,8 +385,24 @@ def _check_database_hosts(layouts, problems, database_hosts):
                 % (db, addresses[db], ", ".join(sharing)))
 
 
+def _check_account(account, problems):
+    """The account the shard count is set for (POST /v1/account/shards needs cc and phone_number)."""
+    cc, phone = str(account.get("cc") or "").strip(), str(account.get("phone_number") or "").strip()
+    if not cc or not phone:
+        problems.append("wabiz_account_cc and wabiz_account_phone_number must be set: the API sets the shard "
+                        "count only with the account's country code and phone number (e.g. wabiz_account_cc: "
+                        "\"1\", wabiz_account_phone_number: \"6505550100\").")
+        return
+    if not re.match(r"^[1-9][0-9]{0,2}$", cc):
+        problems.append("wabiz_account_cc is %s: it must be the country calling code, 1 to 3 digits without "
+                        "\"+\" (e.g. \"1\" or \"44\")." % _shown(account.get("cc")))
+    if not re.match(r"^[0-9]{4,14}$", phone):
+        problems.append("wabiz_account_phone_number is %s: it must be the number without the country code, "
+                        "4 to 14 digits only." % _shown(account.get("phone_number")))
+
+
 def layout_problems(layouts, shards, engine, idle_timeout=None, database_hosts=None, nfs_hosts=None,
-                    dev_hosts=None):
+                    dev_hosts=None, account=None):
     """Return one plain sentence per problem of the layout (empty list: sound)."""
     problems = []
     layouts = layouts or {}
@@ -377,6 +413,9 @@ def layout_problems(layouts, shards, engine, idle_timeout=None, database_hosts=N
                 "(children of wabiz_nodes) are empty or missing. Put the cluster's machines in them (see "
                 "inventories/production.example), or a single host in wabiz_dev for the development layout; "
                 "check that -i names the right inventory."]
+
+    if account is not None:
+        _check_account(account if isinstance(account, dict) else {}, problems)
 
     def hosts_of(kind):
         return sorted(h for h, lay in layouts.items() if kind in (lay.get("kinds") or []))

@@ -155,6 +155,17 @@ def test_non_cluster_host_cannot_mount_the_share(bed, runs):
     assert bed.sh("nfs", "test -e /exports/media/out1.bin").returncode != 0
 
 
+def test_a_node_that_cannot_mount_the_share_fails_and_says_why(bed, runs):
+    """No silent local media: with the default kernel mount, a host whose kernel has no NFS client
+    (these machines are containers) fails with the reason and the way out, and mounts nothing."""
+    res = bed.play("media_mount.yml", "-e", f"wabiz_media_nfs_server={NFS}")
+    out = " ".join(res.output.split())
+    assert res.rc != 0 and res.recap["h1"]["failed"] == 1, tail(res.output)
+    assert f"h1 could not mount the media share {NFS}:/media on /mnt/wamedia-kernel-test" in out, tail(res.output)
+    assert "set wabiz_media_nfs_kernel_mount to false (the media are then NOT shared)" in out
+    assert bed.sh("h1", "grep -c wamedia-kernel-test /proc/mounts /etc/fstab || true").stdout.count(":0") == 2
+
+
 def test_ganesha_conf_lists_only_cluster_hosts_and_is_marked_managed(bed, runs):
     conf = bed.sh("nfs", "cat /etc/ganesha/ganesha.conf").stdout
     assert f"Clients = {H1}, {H2};" in conf

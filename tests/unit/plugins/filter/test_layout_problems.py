@@ -433,3 +433,45 @@ def test_cluster_layouts_keeps_what_is_no_whole_number_for_layout_problems_to_na
     problems = layout_problems({"c1": lay}, shards=1, engine="mysql")
     assert any("wabiz_coreapp_instances is 1.5 on c1" in p for p in problems), problems
     assert any("wabiz_webapp_instances is [] on c1" in p for p in problems), problems
+
+
+def test_an_admin_password_that_breaks_the_api_rules_is_named_with_the_rules():
+    lay = with_settings()
+    lay["w1"]["settings"]["wabiz_admin_password_problems"] = ["it has no digit", "it has no special character"]
+    lay["m1"]["settings"]["wabiz_admin_password_problems"] = ["it has no digit"]  # not a webapp: not judged
+    problem = only(problems_of(lay), "wabiz_admin_password")
+    assert "on w1 breaks the API's password rules (it has no digit; it has no special character)" in problem
+    assert "400 / 1009" in problem and "8 to 64 characters" in problem
+
+
+def test_cluster_layouts_carries_the_broken_rules_never_the_password():
+    from ansible_collections.wabiz.cluster.plugins.filter.cluster_layouts import cluster_layouts
+
+    groups = {"wabiz_webapp": ["w1", "w2"]}
+    hostvars = {"w1": {"wabiz_admin_password": "weakpassword"}, "w2": {"wabiz_admin_password": "Str0ng-enough"}}
+    defaults = {"wabiz_master_instances": 1, "wabiz_coreapp_instances": 1, "wabiz_webapp_instances": 1,
+                "wabiz_node_base_port": 6250, "wabiz_webapp_port": 9090, "wabiz_admin_password": True}
+    out = cluster_layouts(groups, hostvars, defaults)
+    assert out["w1"]["settings"]["wabiz_admin_password"] is True
+    assert out["w1"]["settings"]["wabiz_admin_password_problems"] == ["it has no upper-case letter", "it has no digit",
+                                                                      "it has no special character"]
+    assert out["w2"]["settings"]["wabiz_admin_password_problems"] == []
+    assert "weakpassword" not in repr(out)
+
+
+@pytest.mark.parametrize("account, expected", [
+    ({}, "wabiz_account_cc and wabiz_account_phone_number must be set"),
+    ({"cc": "1"}, "wabiz_account_cc and wabiz_account_phone_number must be set"),
+    ({"cc": "+1", "phone_number": "6505550100"}, "wabiz_account_cc is '+1'"),
+    ({"cc": "1234", "phone_number": "6505550100"}, "wabiz_account_cc is '1234'"),
+    ({"cc": "1", "phone_number": "650-555"}, "wabiz_account_phone_number is '650-555'"),
+    ({"cc": "1", "phone_number": "123"}, "wabiz_account_phone_number is '123'"),
+    ("not a mapping", "wabiz_account_cc and wabiz_account_phone_number must be set"),
+])
+def test_the_account_needs_a_country_code_and_a_phone_number_of_digits(account, expected):
+    assert expected in only(problems_of(with_settings(), account=account), "wabiz_account")
+
+
+def test_a_sound_account_and_no_account_are_not_problems():
+    assert problems_of(with_settings(), account={"cc": "44", "phone_number": "7700900123"}) == []
+    assert problems_of(with_settings()) == []
