@@ -21,6 +21,7 @@ import os
 import random
 import shutil
 import signal
+import socket
 import ssl
 import subprocess
 import sys
@@ -413,12 +414,18 @@ def run(engine: str, rows: int = FULL_ROWS, idle_seconds: float = IDLE_SECONDS) 
         time.sleep(idle_seconds)
         gc_start = time.monotonic()
 
+        # Completion comes by webhook callback, as from the real client: point the cluster's webhook
+        # at the module's listener. The counts come from GET /v1/stats/db.
+        hook_port = _free_port()
+        status, answer = cluster.api("PATCH", "/v1/settings/application",
+                                     {"webhooks": {"url": f"http://127.0.0.1:{hook_port}/"}})
+        if status != 200:
+            raise RuntimeError(f"could not set the webhook URL: {status} {answer}")
         args = {"api_url": f"https://127.0.0.1:{cluster.procs['webapp1'].ports[0]}", "api_password": PASSWORD,
-                "ca_path": str(cert), "db_engine": engine, "db_host": ep.host, "db_port": ep.port,
-                "db_user": ep.admin_user, "db_password": ep.admin_password, "db_name_prefix": cluster.prefix,
+                "ca_path": str(cert), "webhook_listen": f"127.0.0.1:{hook_port}",
                 # Stop once only the rows that must stay are left; more rounds pick up what the
                 # client's messages add meanwhile.
-                "threshold": must_keep, "max_rounds": 3, "poll_interval": 0.5, "wait_timeout": 3600}
+                "threshold": must_keep, "max_rounds": 3, "wait_timeout": 3600}
         say(f"{engine}: running wabiz.cluster.message_gc (threshold {must_keep:,}, max_rounds 3)")
         def progress(took: float) -> None:
             samples = client.samples if client else []
@@ -514,13 +521,19 @@ def run(engine: str, rows: int = FULL_ROWS, idle_seconds: float = IDLE_SECONDS) 
     return result
 
 
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
 def _control_gc(cluster: Cluster, coreapp: str) -> str:
     """The coreapp's own GC status (GET /control/gc), for progress lines."""
     try:
         port = cluster.procs[coreapp].control_port
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/control/gc", timeout=2) as r:
             body = json.loads(r.read())
-        return f"{body.get('status')}, {int(body.get('deleted') or 0):,} deleted"
+        return f"{body.get('status')}, {int(body.get('messages_deleted') or body.get('deleted') or 0):,} deleted"
     except (OSError, ValueError, KeyError):
         return "status unknown"
 

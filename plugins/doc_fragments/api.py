@@ -30,11 +30,13 @@ options:
     description:
       - Password of O(api_username). Never shown in output or messages.
       - On a fresh cluster this is the initial password (C(secret)) and O(api_new_password) must be set,
-        because the first login must change it.
+        because the first login must change it (the webapp answers C(401) with code C(1024), password change
+        required).
     type: str
   api_new_password:
     description:
-      - The password to set at the first login (8 to 64 characters).
+      - The password to set at the first login (8 to 64 characters, with at least one upper-case letter, one
+        lower-case letter, one digit and one ASCII punctuation character).
       - When O(api_password) is refused but O(api_new_password) is accepted, the password was already
         changed (by an earlier run) and the module carries on, so the first login is idempotent.
       - In check mode the password is never changed; a cluster that still requires the change makes the task fail.
@@ -73,12 +75,23 @@ options:
     default: 10
   api_retries:
     description:
-      - How many times a request is retried after a connection error or a C(503) answer (with back-off).
-        TLS verification failures and answers that are not the API's are never retried.
+      - How many times a request is retried (with back-off) after a connection error or an answer worth trying
+        again, known by its error code whatever its HTTP status (C(1011) service not ready, C(1017) and C(1018) not
+        the primary master or coreapp, answered C(500)), or a C(503). TLS verification failures and answers that
+        are not the API's are never retried.
       - V(0) to V(10). A request therefore ends after at most O(api_retries) + 1 tries of O(api_timeout) each,
         with at most 2 seconds between tries.
     type: int
     default: 2
+  api_rate_limit_wait:
+    description:
+      - The most seconds one task waits out the API's rate limit (HTTP C(429), code C(1015); the webapp allows for
+        example 10 C(/v1/health) calls a minute). A rate-limited call is tried again after 1, 2, 4, 8 seconds (or
+        the C(Retry-After) the answer names) while this budget lasts; the task then warns and reports
+        C(rate_limited) in its result. When the budget is spent the task fails with C(failure_kind=rate_limited).
+      - V(0) (never wait) to V(600).
+    type: float
+    default: 30
 notes:
   - Every option is checked before anything is contacted. A bad value (a negative or non-finite number, a
     O(ca_path) that does not exist, an O(api_token_cache) that is a directory...) fails the task with

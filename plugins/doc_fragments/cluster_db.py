@@ -8,9 +8,18 @@ __metaclass__ = type
 
 
 class ModuleDocFragment(object):
-    # The cluster database options (module_utils._cluster_options.cluster_db_argument_spec).
+    # The database options of the opt-in cross-check (module_utils._cluster_options.cluster_db_argument_spec).
     DOCUMENTATION = r"""
 options:
+  db_cross_check:
+    description:
+      - Stand-in clusters only. Also read the project's stand-in database (its lease, shard map, heartbeats or
+        message counts) and compare it with what the API shows. A real cluster's database is the product's own,
+        with no such tables; the modules work with the API alone and never write a database.
+      - With V(true), O(db_engine) and O(db_user) are required. With V(false) (the default) the C(db_*) options are
+        accepted (for C(module_defaults) of C(group/wabiz.cluster.cluster_db)) and not used.
+    type: bool
+    default: false
   db_engine:
     description:
       - Engine of the cluster database (the cluster's C(WA_DB_ENGINE)).
@@ -29,7 +38,7 @@ options:
     type: int
   db_user:
     description:
-      - Database user. Read access to the cluster database is enough except where a module says otherwise.
+      - Database user. Read access to the cluster database is enough (nothing is written).
     type: str
   db_password:
     description:
@@ -46,5 +55,6 @@ options:
     type: float
     default: 5
 requirements:
-  - PyMySQL (for O(db_engine=mysql)) or psycopg2 (for O(db_engine=postgresql)) on the host that runs the module.
+  - With O(db_cross_check=true), PyMySQL (for O(db_engine=mysql)) or psycopg2 (for O(db_engine=postgresql)) on the
+    host that runs the module.
 """

@@ -10,7 +10,14 @@
 - ``Apikey`` authentication (``api_key``) for the endpoints that accept it (health, stats,
   metrics); ``api_token`` to use a token obtained elsewhere.
 - TLS verification with ``validate_certs`` and a CA bundle (``ca_path``); timeouts; retries
-  with back-off on connection errors and 503 answers.
+  with back-off on connection errors and on the answers worth trying again: by error code (1011
+  service not ready, 1017/1018 not the primary, whatever the HTTP status: 500 in the contract) or
+  a 503 without a code.
+- A rate limit (HTTP 429 or code 1015) is waited out: back-off (1, 2, 4, 8 s, or the
+  ``Retry-After`` the answer names) within ``api_rate_limit_wait`` seconds per run, recorded in
+  ``rate_limits`` so that the module says so (a warning and ``rate_limited`` in its result).
+- The first login: the webapp answers 401 with code 1024 (or, older, 400 "password change
+  required") until a ``new_password`` is sent.
 - Every failure is an ApiError with a ``kind`` and one sentence that never holds a secret
   (``_api_errors``); the options are checked before by ``_cluster_options.check_options``.
 
@@ -24,6 +31,7 @@ __metaclass__ = type
 import base64
 import hashlib
 import json
+import math
 import os
 import socket
 import ssl
@@ -39,13 +47,15 @@ from ansible_collections.wabiz.cluster.plugins.module_utils._api_errors import (
     NonJsonBody,
     SSLValidationError,
     base_of,
+    is_rate_limited,
+    is_retryable,
     map_http_error,
     map_transport_error,
     not_the_api,
     secret_forms,
     short,
 )
-from ansible_collections.wabiz.cluster.plugins.module_utils._cluster_options import MAX_RETRIES
+from ansible_collections.wabiz.cluster.plugins.module_utils._cluster_options import MAX_RATE_LIMIT_WAIT, MAX_RETRIES
 
 TOKEN_REFRESH_MARGIN = 300  # seconds: a cached token this close to expiry is renewed
 
@@ -101,6 +111,9 @@ class WabizApi(object):
         # check_options refuses values out of range; these bounds keep a caller that skipped it safe
         retries = params.get("api_retries")
         self.retries = min(MAX_RETRIES, max(0, int(2 if retries is None else retries)))
+        wait = params.get("api_rate_limit_wait")
+        self.rate_limit_wait = min(MAX_RATE_LIMIT_WAIT, max(0.0, float(30 if wait is None else wait)))
+        self.rate_limits = []  # one {"call", "waited"} per 429 waited out (see rate_limit_note)
         self.open = opener or open_url
         if opener is None:
             tls_context(self.validate_certs, self.ca_path, for_run=True)
@@ -126,7 +139,9 @@ class WabizApi(object):
             hdrs["Content-Type"] = "application/json"
         hdrs.update(headers or {})
         attempt = 0
+        limited = 0  # 429 answers of this call
         while True:
+            retry_after = None
             try:
                 resp = self.open(url, data=data, headers=hdrs, method=method, timeout=timeout or self.timeout,
                                  validate_certs=self.validate_certs, ca_path=self.ca_path,
@@ -136,6 +151,7 @@ class WabizApi(object):
             except HTTPError as exc:
                 status = exc.code
                 content_type = _content_type(exc)
+                retry_after = _retry_after(exc)
                 try:
                     payload = exc.read()
                 except Exception:
@@ -158,7 +174,15 @@ class WabizApi(object):
                 raise self._scrubbed(ApiError("unreachable", "cannot use api_url %s: %s. Use https://HOST:PORT." % (
                     base_of(url), exc))) from None
             parsed = _parse(payload)
-            if status == 503 and attempt < self.retries:
+            if is_rate_limited(status, parsed):
+                left = self.rate_limit_wait - self.rate_limited_seconds()
+                if left > 0:
+                    wait = min(left, retry_after if retry_after is not None else min(8.0, 2.0 ** limited))
+                    limited += 1
+                    self.rate_limits.append({"call": "%s %s" % (method, path), "waited": round(wait, 3)})
+                    self.sleep(wait)
+                    continue
+            elif is_retryable(status, parsed) and attempt < self.retries:
                 attempt += 1
                 self.sleep(min(2.0, 0.3 * 2 ** attempt))
                 continue
@@ -183,6 +207,19 @@ class WabizApi(object):
         for secret in sorted(secrets, key=len, reverse=True):
             text = text.replace(secret, "********")
         return text
+
+    def rate_limited_seconds(self):
+        """Seconds this client has waited out rate limits (429 / 1015) so far."""
+        return sum(r["waited"] for r in self.rate_limits)
+
+    def rate_limit_note(self):
+        """None, or the sentence saying that the API rate-limited this run and how long it waited."""
+        if not self.rate_limits:
+            return None
+        calls = sorted(set(r["call"] for r in self.rate_limits))
+        return ("the API answered 429 (too many requests, code 1015) %d time(s) (%s): backed off %.1f s in all "
+                "(api_rate_limit_wait %s s) and carried on" % (len(self.rate_limits), ", ".join(calls),
+                                                               self.rate_limited_seconds(), _num(self.rate_limit_wait)))
 
     # -- auth -----------------------------------------------------------------------------
     def _cache_key(self):
@@ -249,11 +286,15 @@ class WabizApi(object):
         api_new_password is accepted, the password was changed by an earlier run."""
         if not self.password and not self.new_password:
             raise ApiError("auth", "this call needs a Bearer token: set api_password (or api_token).")
+        # api_new_password first: once the first login has changed the password (every run after the first)
+        # it is the one that works, and a refused login counts against the webapp's limit of failed logins
+        # (30 an hour per client address, then 429 for everything): trying the initial password first would
+        # spend one failed login per task.
         attempts = []
-        if self.password:
-            attempts.append((self.password, None))
         if self.new_password:
             attempts.append((self.new_password, None))
+        if self.password and self.password != self.new_password:
+            attempts.append((self.password, None))
         last = None
         for password, body in attempts:
             status, payload = self.raw("POST", "/v1/users/login", body, {"Authorization": self._basic(password)})
@@ -308,6 +349,10 @@ class WabizApi(object):
         except ApiError as exc:
             raise self._scrubbed(exc) from None
 
+    def scrub(self, exc):
+        """``exc`` (an ApiError) without any secret of this client in its message."""
+        return self._scrubbed(exc)
+
     def _scrubbed(self, exc):
         """``exc`` with every secret of this client taken out of its message (an answer may echo them)."""
         exc.msg = self.redact(exc.msg)
@@ -340,7 +385,25 @@ class WabizApi(object):
                 err.status = status
                 raise err
             return payload
-        raise map_http_error(method, self.url(path), status, payload)
+        err = map_http_error(method, self.url(path), status, payload)
+        if err.kind == "rate_limited" and self.rate_limits:
+            err.msg = err.msg.rstrip(".") + " (after backing off %.1f s in this run)." % self.rate_limited_seconds()
+            err.args = (err.msg,)
+        raise err
+
+
+def _num(v):
+    return ("%d" % v) if float(v).is_integer() else ("%g" % v)
+
+
+def _retry_after(resp):
+    """Seconds of a ``Retry-After: N`` header (bounded to 0..60), else None."""
+    try:
+        headers = getattr(resp, "headers", None) or resp.info()
+        value = float((headers.get("Retry-After") or "").strip())
+    except Exception:
+        return None
+    return max(0.0, min(60.0, value)) if not math.isnan(value) else None
 
 
 def _parse(payload):
@@ -402,14 +465,3 @@ def parallel(calls, timeout):
         return out
     finally:
         pool.shutdown(wait=False)
-
-
-def probe_node(host, port, timeout, opener=None):
-    """Probe a master's or coreapp's healthcheck port (``GET /health``): a dict with ``ok``,
-    ``role``, ``gateway_status``, ``node_id``, ``error``, ``seconds``."""
-    status, body, err, took = http_json("http://%s:%s/health" % (host, port), timeout, opener)
-    if body is not None and status == 200:
-        return {"ok": True, "node_id": body.get("node_id"), "role": body.get("role"),
-                "gateway_status": body.get("gateway_status"), "error": None, "seconds": round(took, 3)}
-    return {"ok": False, "node_id": None, "role": None, "gateway_status": None,
-            "error": err or ("HTTP %s" % status), "seconds": round(took, 3)}

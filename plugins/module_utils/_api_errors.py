@@ -5,9 +5,15 @@
 
 Each ApiError has a ``kind`` (``unreachable``, ``tls``, ``timeout``, ``auth``,
 ``password_change_required``, ``forbidden``, ``not_found``, ``invalid``, ``unavailable``,
-``http``, ``bad_response``, ``token_cache``, ``invalid_option`` for a login option that cannot be
-sent in a header) and one sentence that never holds a secret, in no form (see secret_forms).
-``bad_response`` covers an ``api_url`` that answers but not as the WhatsApp Business API.
+``not_primary``, ``node_unreachable``, ``rate_limited``, ``http``, ``bad_response``,
+``token_cache``, ``invalid_option`` for a login option that cannot be sent in a header) and one
+sentence that never holds a secret, in no form (see secret_forms). ``bad_response`` covers an
+``api_url`` that answers but not as the WhatsApp Business API.
+
+The kind comes from the error code of the answer first (the contract's table: 1005 access denied,
+1006 not found, 1008/1009 invalid, 1011 service not ready, 1014 internal error (a node that cannot
+be reached), 1015 too many requests, 1017/1018 not the primary master/coreapp, 1024 password
+change required), and only then from the HTTP status (for answers without a code: a proxy's).
 """
 
 from __future__ import absolute_import, division, print_function
@@ -64,24 +70,81 @@ def _error_detail(body):
     return None, ""
 
 
+# The contract's error codes (api-contract.md, "Errors").
+CODE_ACCESS_DENIED = 1005
+CODE_NOT_FOUND = 1006
+CODE_MISSING = 1008
+CODE_INVALID = 1009
+CODE_NOT_READY = 1011
+CODE_INTERNAL = 1014
+CODE_TOO_MANY = 1015
+CODE_NOT_PRIMARY_MASTER = 1017
+CODE_NOT_PRIMARY_COREAPP = 1018
+CODE_PASSWORD_CHANGE = 1024
+
+# Answers worth trying again (within api_retries): the service is starting or a master/coreapp is
+# changing hands; a 503 without a code (a proxy while the webapp restarts).
+RETRY_CODES = (CODE_NOT_READY, CODE_NOT_PRIMARY_MASTER, CODE_NOT_PRIMARY_COREAPP)
+
+
+def error_code(body):
+    """The code of the first error of a WhatsApp-style error body (an int), else None."""
+    code = _error_detail(body)[0]
+    try:
+        return int(code) if code is not None and not isinstance(code, bool) else None
+    except (TypeError, ValueError):
+        return None
+
+
+def is_rate_limited(status, body):
+    """True for a 'too many requests' answer: HTTP 429 or code 1015."""
+    return status == 429 or error_code(body) == CODE_TOO_MANY
+
+
+def is_retryable(status, body):
+    """True for an answer that may succeed when tried again soon (service not ready, not the
+    primary yet, a plain 503); a rate limit is handled apart (is_rate_limited)."""
+    if is_rate_limited(status, body):
+        return False
+    code = error_code(body)
+    return code in RETRY_CODES or status == 503
+
+
 def map_http_error(method, url, status, body):
-    """The ApiError for an HTTP error answer (pure: unit-tested over the API's error shapes)."""
+    """The ApiError for an HTTP error answer, by error code first, then by HTTP status (pure:
+    unit-tested over the contract's error shapes)."""
     code, detail = _error_detail(body)
+    code = error_code(body)
     where = "%s %s" % (method, url)
     said = (" (%s)" % detail) if detail else ""
+    if code == CODE_PASSWORD_CHANGE or (status in (400, 401) and "password change required" in detail.lower()):
+        return ApiError("password_change_required",
+                        "the API requires a new password at the first login: set api_new_password (8 to 64 "
+                        "characters, with an upper-case and a lower-case letter, a digit and a punctuation "
+                        "character)%s." % said, status, code, body)
+    if is_rate_limited(status, body):
+        return ApiError("rate_limited", "%s was refused: too many requests%s; the webapp limits how often it may "
+                        "be called (for /v1/health 10 calls a minute): call less often, or raise "
+                        "api_rate_limit_wait." % (where, said), status, code, body)
+    if code == CODE_NOT_READY:
+        return ApiError("unavailable", "%s: the service is not ready%s; try again when the cluster has a primary "
+                        "master." % (where, said), status, code, body)
+    if code in (CODE_NOT_PRIMARY_MASTER, CODE_NOT_PRIMARY_COREAPP):
+        return ApiError("not_primary", "%s: the node that answered is not the primary %s%s (a switchover in "
+                        "progress?); try again." % (where, "master" if code == CODE_NOT_PRIMARY_MASTER else "coreapp",
+                                                    said), status, code, body)
+    if code == CODE_INTERNAL:
+        return ApiError("node_unreachable", "%s failed: a node of the cluster cannot be reached%s." % (where, said),
+                        status, code, body)
     if status == 401:
         return ApiError("auth", "%s was refused: not authenticated%s. Check api_username and api_password "
                         "(or api_key / api_token)." % (where, said), status, code, body)
-    if status == 400 and "password change required" in detail.lower():
-        return ApiError("password_change_required",
-                        "the API requires a new password at the first login: set api_new_password (8 to 64 "
-                        "characters)%s." % said, status, code, body)
     if status == 403:
         return ApiError("forbidden", "%s was refused: this user may not do that%s." % (where, said), status, code,
                         body)
-    if status == 404:
+    if status == 404 or code == CODE_NOT_FOUND:
         return ApiError("not_found", "%s: no such resource%s." % (where, said), status, code, body)
-    if status == 400:
+    if status == 400 or code in (CODE_MISSING, CODE_INVALID):
         return ApiError("invalid", "%s was refused as invalid%s." % (where, said), status, code, body)
     if status == 503:
         return ApiError("unavailable", "%s: the service is not ready%s." % (where, said), status, code, body)

@@ -1,8 +1,14 @@
 # -*- coding: utf-8 -*-
 # Copyright: wabiz.cluster maintainers
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""The options every cluster module shares (the REST API login and the cluster database) and
-the one validator of them and of each module's own numbers.
+"""The option groups of the cluster modules and the one validator of them and of each module's
+own numbers.
+
+- The API group (``api_argument_spec``, doc fragment ``wabiz.cluster.api``): every cluster module
+  works with the API URL and its credentials alone, against the public REST contract.
+- The database group (``cluster_db_argument_spec``, doc fragment ``wabiz.cluster.cluster_db``):
+  only the modules that offer the opt-in database cross-check (``db_cross_check``, stand-in
+  clusters only) have it; they are the action group ``cluster_db`` of meta/runtime.yml.
 
 ``check_options(module, rules)`` runs right after AnsibleModule is built, before anything is
 contacted: a bad value fails with the option's name, what is wrong and what to do.
@@ -21,6 +27,7 @@ from ansible.module_utils.six.moves.urllib.parse import urlsplit
 
 MAX_RETRIES = 10  # api_retries: each retry waits at most 2 s plus api_timeout, so a call is always bounded
 MAX_TIMEOUT = 3600.0  # api_timeout, db_connect_timeout: an hour at most (and never NaN or infinite)
+MAX_RATE_LIMIT_WAIT = 600.0  # api_rate_limit_wait: the most one run waits out 429 answers
 
 
 def api_argument_spec():
@@ -37,12 +44,14 @@ def api_argument_spec():
         ca_path=dict(type="path"),
         api_timeout=dict(type="float", default=10.0),
         api_retries=dict(type="int", default=2),
+        api_rate_limit_wait=dict(type="float", default=30.0),
     )
 
 
 def cluster_db_argument_spec():
-    """The cluster database options (doc fragment wabiz.cluster.cluster_db)."""
+    """The cluster database options of the opt-in cross-check (doc fragment wabiz.cluster.cluster_db)."""
     return dict(
+        db_cross_check=dict(type="bool", default=False),
         db_engine=dict(type="str", choices=["mysql", "postgresql"]),
         db_host=dict(type="str", default="127.0.0.1"),
         db_port=dict(type="int"),
@@ -53,16 +62,18 @@ def cluster_db_argument_spec():
     )
 
 
-def cluster_argument_spec(extra, db_required=False):
-    """Both groups and the module's own options ``extra``; ``db_required``: db_engine and db_user
-    must be given (the modules that read the cluster database)."""
+def cluster_argument_spec(extra, db=False):
+    """The API group, the database group when ``db`` (a module with the opt-in cross-check), and
+    the module's own options ``extra``."""
     spec = api_argument_spec()
-    spec.update(cluster_db_argument_spec())
-    if db_required:
-        spec["db_engine"]["required"] = True
-        spec["db_user"]["required"] = True
+    if db:
+        spec.update(cluster_db_argument_spec())
     spec.update(extra)
     return spec
+
+
+# With db_cross_check the database must be named (AnsibleModule's required_if).
+DB_REQUIRED_IF = [("db_cross_check", True, ("db_engine", "db_user"))]
 
 
 def option_rule(name, low, high, hint, low_open=False, whole=False):
@@ -81,6 +92,8 @@ COMMON_RULES = (
     seconds_rule("api_timeout", MAX_TIMEOUT, "the seconds to wait for each API answer, for example 10"),
     option_rule("api_retries", 0, MAX_RETRIES, "how many times a failed request is tried again, for example 2",
                 whole=True),
+    option_rule("api_rate_limit_wait", 0, MAX_RATE_LIMIT_WAIT, "the most seconds one run waits out the API's rate "
+                "limit (HTTP 429), for example 30"),
     seconds_rule("db_connect_timeout", MAX_TIMEOUT, "the seconds to wait for the database connection, for example 5"),
     option_rule("db_port", 1, 65535, "the database server's TCP port, or leave it unset for the engine's default",
                 whole=True),

@@ -1,7 +1,9 @@
 # -*- coding: utf-8 -*-
 # Copyright: wabiz.cluster maintainers
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Read (and, for the few documented cases, write) the cluster's database.
+"""Read the cluster's database: the opt-in cross-check of failover_check and message_gc
+(``db_cross_check``), for stand-in clusters only (a real cluster's database is the product's own,
+not this schema). Nothing here writes: no module changes the stand-in's tables.
 
 Every statement comes from ``cluster_schema`` (the one home of the schema, shared with the
 stand-in); this file only connects (through ``_dbconnect``, autocommit, so times come from the
@@ -153,27 +155,6 @@ class ClusterDb(object):
     def schema_version(self):
         rows = self.run("read_schema_version")
         return int(rows[0][0]) if rows else 0
-
-    def promote_shard(self, shard, expected_epoch, owner, holder, lease_epoch):
-        """The primary's guarded promotion statement (see docs/cluster-modules.md): 1 when done."""
-        return self.run("promote_shard", (owner, lease_epoch, shard, expected_epoch, holder, lease_epoch),
-                        fetch=False)
-
-    def mark_incoming_read(self):
-        return self.run(S.MODULE_MARK_INCOMING_READ, fetch=False)
-
-
-def render_table(headers, rows):
-    """A plain-text table (list of lines) with columns padded to their widest cell."""
-    cells = [[("-" if v is None else str(v)) for v in row] for row in rows]
-    widths = [len(h) for h in headers]
-    for row in cells:
-        for i, v in enumerate(row):
-            widths[i] = max(widths[i], len(v))
-    lines = ["  ".join(h.ljust(widths[i]) for i, h in enumerate(headers)).rstrip()]
-    for row in cells:
-        lines.append("  ".join(v.ljust(widths[i]) for i, v in enumerate(row)).rstrip())
-    return lines
 
 
 def fmt_age(seconds):

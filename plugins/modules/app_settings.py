@@ -26,7 +26,6 @@ author:
 extends_documentation_fragment:
   - ansible.builtin.action_common_attributes
   - wabiz.cluster.api
-  - wabiz.cluster.cluster_db
 attributes:
   check_mode:
     support: full
@@ -60,8 +59,10 @@ options:
     default: {}
 notes:
   - Needs an admin login (O(api_password) or O(api_token)); an API key is not enough.
-  - The C(db_*) options are accepted and not used, so that this module takes the same
-    C(module_defaults) (C(group/wabiz.cluster.cluster)) as the cluster modules that read the database.
+  - Works with the API alone and accepts only the API options; give it its connection with
+    C(module_defaults) of C(group/wabiz.cluster.cluster) (the API options of every cluster module). The
+    database options belong to C(group/wabiz.cluster.cluster_db), which this module is not in.
+  - A rate limit (HTTP 429) is waited out within O(api_rate_limit_wait) and reported in RV(rate_limited).
 seealso:
   - module: wabiz.cluster.failover_check
 """
@@ -102,6 +103,10 @@ changes:
   returned: success
   type: dict
   sample: {unhealthy_interval: 20}
+rate_limited:
+  description: When the API answered 429 (too many requests), how often and how long the module backed off.
+  returned: when the API rate-limited the run
+  type: dict
 failure_kind:
   description: Why the module failed (C(invalid_option), C(unreachable), C(bad_response), C(auth), C(invalid),
     C(tls), C(not_applied)...).
@@ -110,8 +115,8 @@ failure_kind:
   sample: auth
 """
 
-from ansible_collections.wabiz.cluster.plugins.module_utils._api import ApiError, WabizApi
-from ansible_collections.wabiz.cluster.plugins.module_utils._cluster_module import run_cluster_module
+from ansible_collections.wabiz.cluster.plugins.module_utils._cluster_api import parse_settings
+from ansible_collections.wabiz.cluster.plugins.module_utils._cluster_module import BEARER_LOGINS, run_cluster_module
 from ansible_collections.wabiz.cluster.plugins.module_utils._cluster_options import option_rule
 
 # The module's bounds of the two timers (the API documents only their defaults, 5 and 30 s).
@@ -131,9 +136,27 @@ def desired_values(params):
     return want
 
 
+def contains(current, wanted):
+    """True when ``current`` already holds ``wanted``: equal, or for an object (such as webhooks) every
+    wanted field holds its value (the API reads back fields that were not given)."""
+    if isinstance(wanted, dict) and isinstance(current, dict):
+        return all(k in current and contains(current[k], v) for k, v in wanted.items())
+    return current == wanted
+
+
+def merged(current, wanted):
+    """The value to send for ``wanted``: an object completed with the current fields not given."""
+    if isinstance(wanted, dict) and isinstance(current, dict):
+        out = dict(current)
+        for k, v in wanted.items():
+            out[k] = merged(current.get(k), v)
+        return out
+    return wanted
+
+
 def plan(current, want):
     """(changes, resulting settings, problem sentence or None); pure, unit-tested."""
-    changes = dict((k, v) for k, v in want.items() if current.get(k) != v)
+    changes = dict((k, merged(current.get(k), v)) for k, v in want.items() if not contains(current.get(k), v))
     after = dict(current)
     after.update(changes)
     hb, uh = after.get("heartbeat_interval"), after.get("unhealthy_interval")
@@ -160,14 +183,7 @@ def as_text(settings):
 
 
 def read(api):
-    body = api.call("GET", "/v1/settings/application")
-    settings = body.get("settings")
-    app = settings.get("application") if isinstance(settings, dict) else None
-    if not isinstance(app, dict):
-        raise ApiError("bad_response", "api_url %s did not answer as the WhatsApp Business API (GET "
-                       "/v1/settings/application answered without settings.application): check that api_url names "
-                       "a webapp of the cluster." % api.base)
-    return app
+    return parse_settings(api, api.call("GET", "/v1/settings/application"))
 
 
 ARGUMENT_SPEC = dict(
@@ -177,32 +193,30 @@ ARGUMENT_SPEC = dict(
 )
 
 
-def run(module, _db, _failure):
-    api = WabizApi(module.params, check_mode=module.check_mode)
+def run(cluster):
+    api = cluster.api
     before = read(api)
-    changes, after, problem = plan(before, desired_values(module.params))
+    changes, after, problem = plan(before, desired_values(cluster.params))
     if problem:
-        module.fail_json(msg="refusing to change the settings: %s." % problem, failure_kind="invalid", before=before)
-    if changes and not module.check_mode:
+        cluster.fail("refusing to change the settings: %s." % problem, failure_kind="invalid", before=before)
+    if changes and not cluster.check_mode:
         api.call("PATCH", "/v1/settings/application", changes)
         after = read(api)
-        missed = dict((k, after.get(k)) for k, v in changes.items() if after.get(k) != v)
+        missed = dict((k, after.get(k)) for k, v in changes.items() if not contains(after.get(k), v))
         if missed:
-            module.fail_json(msg="the API accepted the change but reads back %s" % missed,
-                             failure_kind="not_applied", before=before, settings=after)
-    changed = bool(changes) if module.check_mode else after != before
+            cluster.fail("the API accepted the change but reads back %s" % missed, failure_kind="not_applied",
+                         before=before, settings=after)
+    changed = bool(changes) if cluster.check_mode else after != before
     result = dict(changed=changed, settings=after, before=before, changes=changes)
-    if module._diff:
+    if cluster.module._diff:
         result["diff"] = {"before": as_text(before), "after": as_text(after),
                           "before_header": "settings/application", "after_header": "settings/application"}
     return result
 
 
 def main():
-    # The db_* options are accepted for the group's module_defaults, and not used.
-    run_cluster_module(ARGUMENT_SPEC, RULES, run, db_required=False,
-                       required_one_of=[("api_password", "api_new_password", "api_token"),
-                                        ("heartbeat_interval", "unhealthy_interval", "settings")])
+    run_cluster_module(ARGUMENT_SPEC, RULES, run,
+                       required_one_of=[BEARER_LOGINS, ("heartbeat_interval", "unhealthy_interval", "settings")])
 
 
 if __name__ == "__main__":

@@ -13,16 +13,23 @@ module: message_gc
 short_description: Run the message garbage collection of a WhatsApp Business API client cluster
 version_added: 0.1.0
 description:
-  - Counts the messages in the cluster database, calls C(PUT /v1/services/message/gc), waits until
-    every coreapp reports its collection finished (C(GET /v1/services/message/gc)), and counts again.
-  - Repeats while the messages table still holds more than O(threshold) rows and the last round
-    deleted something, at most O(max_rounds) times (the guide says a table of over ten million rows
-    needs several calls).
-  - With O(mark_read), first marks incoming messages that are not read yet as read, since the
-    collection keeps unread incoming messages.
-  - When nothing can be collected (no delivered or read message), nothing is called and
-    C(changed) is V(false).
-  - Reports the rows before and after, per round what each coreapp did, and the time taken.
+  - Starts the message garbage collection with C(PUT /v1/services/message/gc), with the API URL and
+    credentials alone. The answer names every node that took it (status C(processing)); the public
+    API has no call to ask how it is going.
+  - "Completion is reported only by a webhook callback to C(settings.application.webhooks.url):
+    with O(webhook_listen) the module listens there (a small threaded HTTP server) for the callback
+    of every node of the answer, until O(wait_timeout); C(webhooks.url) must point at that address
+    (or at a relay to it). Without O(webhook_listen) the module starts the collection and returns
+    RV(status=processing)."
+  - With O(mark_read_ids), first marks those incoming messages read (C(PUT /v1/messages/{id})), since
+    the collection keeps unread incoming messages.
+  - The message count comes from C(GET /v1/stats/db) when its answer holds a message count metric,
+    or (stand-in clusters only) from the database with O(db_cross_check=true); otherwise it is unknown
+    and RV(rows_before) is V(null). Only where the count is known does O(threshold) apply, repeating
+    the collection while more than O(threshold) messages remain and the last round deleted some, at
+    most O(max_rounds) times; otherwise one round is run.
+  - When the count is known to be zero (or, with the database counts, nothing is delivered or read)
+    and no id is to be marked, nothing is called and C(changed) is V(false).
 author:
   - wabiz.cluster maintainers (!UNKNOWN)
 extends_documentation_fragment:
@@ -32,127 +39,148 @@ extends_documentation_fragment:
 attributes:
   check_mode:
     support: full
-    details: Counts the rows and reports how many could be collected (RV(collectable)) without calling the API.
+    details: Counts the messages where the count is known and reports what would be done, without starting anything.
   diff_mode:
     support: none
   idempotent:
     description: Whether a second run with the same options changes nothing.
-    support: full
-    details: A second run finds nothing to collect and changes nothing.
+    support: partial
+    details: Where the message count is known, a second run finds nothing to collect and changes nothing; where it is
+      unknown every run starts a collection.
   platform:
     platforms: posix
 options:
-  db_engine:
-    required: true
-  db_user:
-    required: true
+  webhook_listen:
+    description:
+      - C(HOST:PORT) to listen on for the GC completion callbacks, for example V(0.0.0.0:8085). The cluster's
+        C(settings.application.webhooks.url) must reach it (directly or through a relay); the module checks that
+        a webhook URL is set.
+      - Unset, the module starts the collection and returns at once with RV(status=processing).
+    type: str
+  wait_timeout:
+    description:
+      - Seconds one round waits for every node's completion callback; more than V(0) and at most V(86400) (a day).
+    type: float
+    default: 3600
+  mark_read_ids:
+    description:
+      - "Ids of incoming messages to mark read before collecting (C(PUT /v1/messages/{id}) with C({\"status\": \"read\"}))."
+    type: list
+    elements: str
+    default: []
   threshold:
     description:
-      - Run another collection round while the messages table holds more rows than this.
-      - V(0) or more.
+      - Where the message count is known, run another round while more messages than this remain. V(0) or more.
     type: int
     default: 10000000
   max_rounds:
     description:
-      - Most collection rounds in one run, V(1) to V(100). V(0) is refused (to look without collecting, use check
-        mode).
+      - Most collection rounds in one run where the message count is known, V(1) to V(100). V(0) is refused (to look
+        without collecting, use check mode).
     type: int
     default: 5
-  mark_read:
-    description:
-      - Mark incoming unread messages read before collecting (a database update; needs a user that may
-        update the messages table).
-    type: bool
-    default: false
-  poll_interval:
-    description:
-      - Seconds between status polls while the coreapps collect; more than V(0) and at most V(600).
-    type: float
-    default: 1
-  wait_timeout:
-    description:
-      - Seconds one round may take before the module gives up (the deadline of the polling loop; each poll also
-        ends within O(api_timeout)); more than V(0) and at most V(86400) (a day).
-    type: float
-    default: 3600
 notes:
   - Needs an admin login (O(api_password) or O(api_token)).
+  - The options C(mark_read) (a database update of the stand-in's table) and C(poll_interval) (there is no GET to
+    poll) of earlier versions are gone; use O(mark_read_ids) and O(webhook_listen).
 """
 
 EXAMPLES = r"""
-- name: Collect delivered messages, as many rounds as it takes to get under 10 million rows
+- name: Collect, waiting for the completion callbacks on this host
   wabiz.cluster.message_gc:
     api_url: https://wa.example.internal:9090
     api_password: "{{ vault_wa_api_password }}"
-    db_engine: mysql
-    db_host: db.example.internal
-    db_user: whatsapp
-    db_password: "{{ vault_wa_db_password }}"
-    mark_read: true
+    webhook_listen: 0.0.0.0:8085
+    wait_timeout: 1800
   register: gc
 
 - name: Report
   ansible.builtin.debug:
-    msg: "{{ gc.rows_before }} -> {{ gc.rows_after }} rows in {{ gc.elapsed_seconds }} s ({{ gc.rounds | length }} rounds)"
+    msg: "{{ gc.deleted }} messages deleted in {{ gc.elapsed_seconds }} s ({{ gc.rounds | length }} rounds)"
+
+- name: Start the collection and return at once
+  wabiz.cluster.message_gc:
+    api_url: https://wa.example.internal:9090
+    api_password: "{{ vault_wa_api_password }}"
+    mark_read_ids: "{{ unread_incoming_ids }}"
 """
 
 RETURN = r"""
+status:
+  description: V(complete) (every node reported its collection), V(processing) (started, not waited for), V(idle)
+    (nothing done) or V(check_mode).
+  returned: success
+  type: str
+  sample: complete
 rows_before:
-  description: Rows in the messages table before the run.
+  description: Messages before the run, or V(null) when the count is unknown.
   returned: success
   type: int
   sample: 12000000
 rows_after:
-  description: Rows after the run (in check mode, the same as RV(rows_before)).
+  description: Messages after the run (in check mode, the same as RV(rows_before)), or V(null) when unknown.
   returned: success
   type: int
   sample: 9800000
 deleted:
-  description: Rows removed by the run (from the counts).
+  description: Messages the nodes reported deleted (the sum of C(messages_deleted) of the callbacks), or V(null) when
+    not waited for.
   returned: success
   type: int
   sample: 2200000
-collectable:
-  description: Rows the collection may delete when the run starts (delivered and read messages, plus the unread
-    incoming ones with O(mark_read)).
-  returned: success
-  type: int
-  sample: 2200000
-marked_read:
-  description: Incoming messages marked read (with O(mark_read); 0 in check mode).
-  returned: success
-  type: int
-  sample: 0
 counts_before:
-  description: Rows by status before the run.
+  description: Messages by status before the run, where the count source gives them.
   returned: success
   type: dict
   sample: {delivered: 2200000, sent: 9800000}
 counts_after:
-  description: Rows by status after the run.
+  description: Messages by status after the run, where the count source gives them.
   returned: success
   type: dict
-  sample: {sent: 9800000}
+counts_source:
+  description: Where the counts came from (C(GET /v1/stats/db), C(database)), or V(null).
+  returned: success
+  type: str
+  sample: GET /v1/stats/db
+collectable:
+  description: Messages the collection may delete when the run starts (delivered and read), where counts by status
+    are known; else V(null).
+  returned: success
+  type: int
+marked_read:
+  description: Messages marked read (0 in check mode).
+  returned: success
+  type: int
+  sample: 0
 rounds:
-  description: Each collection round, with what each coreapp reported.
+  description: Each collection round with what each node reported.
   returned: success
   type: list
   elements: dict
   sample:
-    - {round: 1, coreapps: {coreapp1: {status: completed, deleted: 2200000}}, rows_after: 9800000, seconds: 41.2}
+    - {round: 1, nodes: {"coreapp1:9f8e7d6c5b4a": {status: complete, messages_deleted: 2200000}},
+       messages_deleted: 2200000, rows_after: 9800000, seconds: 41.2}
 stopped_because:
   description: Why the rounds stopped.
   returned: success
   type: str
   sample: below threshold
+webhook_url:
+  description: The cluster's C(settings.application.webhooks.url) (with O(webhook_listen)).
+  returned: when webhook_listen is set
+  type: str
 elapsed_seconds:
   description: Seconds the run took.
   returned: success
   type: float
   sample: 41.9
+rate_limited:
+  description: When the API answered 429 (too many requests), how often and how long the module backed off.
+  returned: when the API rate-limited the run
+  type: dict
 failure_kind:
-  description: Why the module failed (C(invalid_option), C(gc_failed), C(timeout), C(unreachable),
-    C(bad_response), C(auth)...).
+  description: Why the module failed (C(invalid_option), C(gc_failed), C(timeout), C(listen_failed), C(no_webhook),
+    C(unreachable), C(bad_response), C(auth), C(rate_limited)...).
   returned: failure
   type: str
   sample: gc_failed
@@ -160,135 +188,104 @@ failure_kind:
 
 import time
 
-from ansible_collections.wabiz.cluster.plugins.module_utils._api import ApiError, WabizApi
-from ansible_collections.wabiz.cluster.plugins.module_utils._cluster_module import run_cluster_module
+from ansible_collections.wabiz.cluster.plugins.module_utils._cluster_api import parse_settings
+from ansible_collections.wabiz.cluster.plugins.module_utils._cluster_module import BEARER_LOGINS, run_cluster_module
 from ansible_collections.wabiz.cluster.plugins.module_utils._cluster_options import option_rule, seconds_rule
 from ansible_collections.wabiz.cluster.plugins.module_utils._clusterdb import ClusterDb
-from ansible_collections.wabiz.cluster.plugins.module_utils.cluster_schema import STATUS_INCOMING_UNREAD
+from ansible_collections.wabiz.cluster.plugins.module_utils._gc import (
+    CallbackListener,
+    collectable,
+    counts_after_round,
+    mark_read,
+    message_counts,
+    next_step,
+    parse_listen,
+    start,
+    wait,
+)
 
-COLLECTED_STATUSES = ("delivered", "read")
-FINISHED = ("completed", "skipped", "failed", "idle")
 MAX_ROUNDS = 100
 RULES = (
-    option_rule("threshold", 0, None, "the row count to stay under, for example 10000000", whole=True),
+    option_rule("threshold", 0, None, "the message count to stay under, for example 10000000", whole=True),
     option_rule("max_rounds", 1, MAX_ROUNDS, "the most collection rounds of one run, for example 5 (use check mode "
                 "to count without collecting)", whole=True),
-    seconds_rule("poll_interval", 600, "the seconds between status polls, for example 1"),
-    seconds_rule("wait_timeout", 86400, "the seconds one round may take, for example 3600"),
+    seconds_rule("wait_timeout", 86400, "the seconds one round may wait for the callbacks, for example 3600"),
 )
-
-
-def collectable(counts, mark_read):
-    n = sum(counts.get(s, 0) for s in COLLECTED_STATUSES)
-    if mark_read:
-        n += counts.get(STATUS_INCOMING_UNREAD, 0)
-    return n
-
-
-def all_finished(gc):
-    """True when every coreapp of a GC status answer has finished (pure, unit-tested)."""
-    return bool(gc) and all(isinstance(v, dict) and v.get("status") in FINISHED for v in gc.values())
-
-
-def next_step(rows_after, threshold, deleted, round_no, max_rounds):
-    """None to run another round, else why to stop (pure, unit-tested)."""
-    if rows_after <= threshold:
-        return "below threshold"
-    if deleted <= 0:
-        return "nothing more to collect (%d rows remain above the threshold of %d)" % (rows_after, threshold)
-    if round_no >= max_rounds:
-        return "max_rounds reached with %d rows above the threshold of %d" % (rows_after, threshold)
-    return None
-
-
-def _gc_of(api, body, method):
-    """The ``gc`` object of a GC answer, ``{node: {status...}}`` (at the top, or under services.message
-    as the product's documents show it); bad_response when the answer holds none."""
-    services = body.get("services")
-    message = services.get("message") if isinstance(services, dict) else None
-    if "gc" in body:
-        gc = body["gc"] or {}
-    elif isinstance(message, dict) and "gc" in message:
-        gc = message["gc"] or {}
-    else:
-        gc = None
-    if not isinstance(gc, dict) or not all(isinstance(v, dict) for v in gc.values()):
-        raise ApiError("bad_response", "api_url %s did not answer as the WhatsApp Business API (%s "
-                       "/v1/services/message/gc answered without a gc object per coreapp): check that api_url names "
-                       "a webapp of the cluster." % (getattr(api, "base", "?"), method))
-    return gc
-
-
-def run_round(api, poll_interval, wait_timeout, sleep=time.sleep, clock=time.time):
-    """One collection: PUT, then poll until every coreapp finished. {node: {status, deleted...}}.
-    The polling ends at ``wait_timeout`` seconds after the PUT (a timeout ApiError), never later than
-    one poll interval and one call past it."""
-    started = clock()
-    deadline = started + float(wait_timeout)
-    gc = _gc_of(api, api.call("PUT", "/v1/services/message/gc"), "PUT")
-    if not gc:
-        raise ApiError("unavailable", "no coreapp took the garbage collection: no shard has an owner that serves "
-                       "(check the cluster with wabiz.cluster.failover_check)")
-    while not all_finished(gc):
-        left = deadline - clock()
-        if not left > 0:  # also stops on a NaN deadline
-            raise ApiError("timeout", "the message garbage collection did not finish within %ss: %s (raise "
-                           "wait_timeout, or look at the coreapps' logs)" % (wait_timeout, ", ".join(
-                               "%s %s" % (k, (v or {}).get("status")) for k, v in sorted(gc.items()))))
-        sleep(min(float(poll_interval), left))
-        gc = _gc_of(api, api.call("GET", "/v1/services/message/gc"), "GET")
-    return gc, round(clock() - started, 3)
-
 
 ARGUMENT_SPEC = dict(
+    webhook_listen=dict(type="str"),
+    wait_timeout=dict(type="float", default=3600.0),
+    mark_read_ids=dict(type="list", elements="str", default=[]),
     threshold=dict(type="int", default=10000000),
     max_rounds=dict(type="int", default=5),
-    mark_read=dict(type="bool", default=False),
-    poll_interval=dict(type="float", default=1.0),
-    wait_timeout=dict(type="float", default=3600.0),
 )
 
 
-def run(module, db, failure):
-    p = module.params
+def run(cluster):
+    p = cluster.params
     started = time.time()
-    rounds = failure["rounds"] = []
-    marked = 0
-    stopped = "nothing to collect"
-    db.connect()
-    before = db.message_counts()
-    todo = collectable(before, p["mark_read"])
-    after = before
-    if todo and not module.check_mode:
-        if p["mark_read"]:
-            marked = db.mark_incoming_read()
-        api = WabizApi(p, check_mode=module.check_mode)
+    if p["webhook_listen"] is not None:
+        try:
+            parse_listen(p["webhook_listen"])
+        except ValueError as exc:
+            cluster.fail(str(exc), failure_kind="invalid_option")
+    api = cluster.api
+    rounds = cluster.failure["rounds"] = []
+    ids = [i for i in p["mark_read_ids"] if i]
+    total, counts, source = message_counts(api, cluster.db)
+    todo = collectable(counts)
+    result = dict(changed=False, status="idle", rows_before=total, rows_after=total, deleted=None,
+                  counts_before=counts, counts_after=counts, counts_source=source, collectable=todo, marked_read=0,
+                  rounds=rounds)
+    if (total == 0 or todo == 0) and not ids:
+        return dict(result, stopped_because="nothing to collect", elapsed_seconds=round(time.time() - started, 3))
+    if cluster.check_mode:
+        return dict(result, changed=True, status="check_mode", stopped_because="check mode",
+                    elapsed_seconds=round(time.time() - started, 3))
+    listener = None
+    if p["webhook_listen"] is not None:
+        hooks = parse_settings(api, api.call("GET", "/v1/settings/application")).get("webhooks")
+        result["webhook_url"] = hooks.get("url") if isinstance(hooks, dict) else None
+        if not result["webhook_url"]:
+            cluster.fail("settings.application.webhooks.url is not set, so no GC completion callback can reach "
+                         "webhook_listen %s: set it (wabiz.cluster.app_settings, settings: {webhooks: {url: ...}}) to "
+                         "this host's address or a relay to it." % p["webhook_listen"], failure_kind="no_webhook")
+        listener = CallbackListener(p["webhook_listen"])
+    try:
+        result["marked_read"] = mark_read(api, ids)
+        if listener is None:
+            nodes = start(api)
+            rounds.append({"round": 1, "nodes": nodes, "messages_deleted": None, "rows_after": None, "seconds": 0.0})
+            result.update(changed=True, status="processing", stopped_because="started; completion is reported only "
+                          "by webhook callback (set webhook_listen to wait for it)")
+            return dict(result, elapsed_seconds=round(time.time() - started, 3))
         stopped = None
-        rows = sum(before.values())
         while stopped is None:
-            gc, seconds = run_round(api, p["poll_interval"], p["wait_timeout"])
-            after = db.message_counts()
-            deleted = rows - sum(after.values())
-            rows = sum(after.values())
-            rounds.append({"round": len(rounds) + 1, "coreapps": gc, "rows_after": rows, "seconds": seconds})
-            failed = sorted(k for k, v in gc.items() if (v or {}).get("status") == "failed")
+            round_started = time.time()
+            done = wait(listener, start(api), p["wait_timeout"])
+            deleted = sum(v.get("messages_deleted") or 0 for v in done.values())
+            after, after_counts = result["rows_after"], result["counts_after"]
+            if source is not None:
+                after, after_counts = counts_after_round(api, cluster.db, after, deleted)
+            rounds.append({"round": len(rounds) + 1, "nodes": done, "messages_deleted": deleted, "rows_after": after,
+                           "seconds": round(time.time() - round_started, 3)})
+            failed = sorted(k for k, v in done.items() if v.get("status") != "complete")
             if failed:
-                module.fail_json(msg="the garbage collection failed on %s: %s" % (", ".join(failed), "; ".join(
-                    str(gc[k].get("error") or gc[k].get("details") or "no detail") for k in failed)),
-                    failure_kind="gc_failed", rounds=rounds, rows_before=sum(before.values()), rows_after=rows)
-            stopped = next_step(rows, p["threshold"], deleted, len(rounds), p["max_rounds"])
-    elif todo:
-        stopped = "check mode"
-    rows_before, rows_after = sum(before.values()), sum(after.values())
-    changed = bool(todo) if module.check_mode else (rows_after < rows_before or marked > 0)
-    return dict(changed=changed, rows_before=rows_before, rows_after=rows_after, deleted=rows_before - rows_after,
-                collectable=todo, marked_read=marked, counts_before=before, counts_after=after, rounds=rounds,
-                stopped_because=stopped, elapsed_seconds=round(time.time() - started, 3))
+                cluster.fail("the garbage collection did not complete on %s: %s" % (", ".join(failed), "; ".join(
+                    "%s %s" % (k, done[k].get("status")) for k in failed)), failure_kind="gc_failed")
+            result.update(rows_after=after, counts_after=after_counts,
+                          deleted=(result["deleted"] or 0) + deleted)
+            stopped = next_step(after if source is not None else None, p["threshold"], deleted, len(rounds),
+                                p["max_rounds"])
+    finally:
+        if listener is not None:
+            listener.close()
+    result.update(changed=True, status="complete", stopped_because=stopped)
+    return dict(result, elapsed_seconds=round(time.time() - started, 3))
 
 
 def main():
-    run_cluster_module(ARGUMENT_SPEC, RULES, run, db_class=ClusterDb,
-                       required_one_of=[("api_password", "api_new_password", "api_token")])
+    run_cluster_module(ARGUMENT_SPEC, RULES, run, db_class=ClusterDb, required_one_of=[BEARER_LOGINS])
 
 
 if __name__ == "__main__":

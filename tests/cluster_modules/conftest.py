@@ -157,9 +157,13 @@ class ModCluster:
                 "ca_path": str(self.cert), **extra}
 
     def check_args(self, **extra: Any) -> dict[str, Any]:
-        """failover_check with the API key and the test cluster's thresholds (DB heartbeat 1 s, dead after 3 s)."""
-        return {"api_url": self.url(), "api_key": API_KEY, "ca_path": str(self.cert), "heartbeat_threshold": 3,
-                "probe_timeout": 2, **self.db, **extra}
+        """failover_check over the API alone, with the admin login (the full check needs it)."""
+        return {**self.api(), "api_timeout": 5, **extra}
+
+    def cross_check_args(self, **extra: Any) -> dict[str, Any]:
+        """failover_check with the opt-in database cross-check (stand-in only) and the test cluster's
+        thresholds (DB heartbeat 1 s, dead after 3 s)."""
+        return self.check_args(**{"db_cross_check": True, "heartbeat_threshold": 3, **self.db, **extra})
 
     def sql(self, query: str, params: tuple = ()) -> list[tuple]:
         """An independent query (not through the collection's code) for verification."""

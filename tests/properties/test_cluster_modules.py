@@ -1,5 +1,6 @@
 """The cluster modules (failover_check, app_settings, shard_table, message_gc) against a running
-stand-in cluster whose admin password, API key and database password hold the marker: a bad or
+stand-in cluster (the API alone; failover_check and message_gc with the opt-in database cross-check,
+the other two refusing every db_* option) whose admin password, API key and database password hold the marker: a bad or
 borderline value of any one option fails cleanly or is accepted, never a traceback or a hang past
 the run's timeouts, never a secret in any output, and a failed run changes neither the cluster
 (shard map, application settings) nor the throwaway dir; and each against listeners that
@@ -30,6 +31,7 @@ API = {
     "validate_certs": S.bad_bool(),
     "ca_path": st.sampled_from(["", "/nonexistent.pem", "GARBAGE", "DIR", "relative.pem", "/etc/hostname"]),
     "api_timeout": S.bad_float(), "api_retries": S.bad_int([-1, 0, 10**6]),
+    "api_rate_limit_wait": S.bad_float(),
 }
 DB = {
     "db_engine": S.bad_str(["mysql", "postgresql", "MYSQL", "mariadb"]),
@@ -38,13 +40,15 @@ DB = {
     "db_user": S.bad_str(["root", "x' OR '1'='1", "a" * 200]),
     "db_password": S.bad_secret(),
     "db_name_prefix": S.bad_str(["`; DROP DATABASE x; --", "x'", "a" * 100, "../", "wa-"]),
-    "db_connect_timeout": S.bad_float(),
+    "db_connect_timeout": S.bad_float(), "db_cross_check": S.bad_bool(),
 }
+# The modules with the database group; the others refuse every db_* option (invalid_option).
+DB_MODULES = ("failover_check", "message_gc")
 OWN = {
     "failover_check": {
-        "heartbeat_threshold": S.bad_float(), "probe_timeout": S.bad_float(), "fail_on_unhealthy": S.bad_bool(),
+        "heartbeat_threshold": S.bad_float(), "fail_on_unhealthy": S.bad_bool(),
         "min_masters": S.bad_int(), "min_spares": S.bad_int(), "expected_nodes": S.bad_list(),
-        "check_webapps": S.bad_bool()},
+        "webapp_urls": S.bad_list()},
     "app_settings": {
         "heartbeat_interval": S.bad_int([0, -1, 1, 10**9]), "unhealthy_interval": S.bad_int([0, -1, 1, 10**9]),
         "settings": st.one_of(S.bad_dict(), st.sampled_from([{"heartbeat_interval": "5"}, {"nosuch": 1},
@@ -52,12 +56,14 @@ OWN = {
                                                              {"heartbeat_interval": 1.5}]))},
     "shard_table": {
         "shards": S.bad_int([0, 3, 64, -1, "2x", 2.5]).filter(lambda v: v not in (2, 4, 8, 16, 32, "2", "4")),
+        "cc": S.bad_str(["", "1", "+1", "x" * 300]), "phone_number": S.bad_str(["", "6315551234", "abc"]),
+        "pin": S.bad_secret(), "cert": S.bad_secret(),
         "move_shard": S.bad_int([-1, 99, 2**63]), "move_to": S.bad_str(["nosuchnode", "master1", "webapp1"]),
-        "move_method": S.bad_str(["auto", "api", "database", "API"]), "min_spares": S.bad_int(),
-        "heartbeat_threshold": S.bad_float(), "probe_timeout": S.bad_float(), "wait_timeout": S.bad_float()},
+        "standin_extensions": S.bad_bool(), "min_spares": S.bad_int(), "wait_timeout": S.bad_float()},
     "message_gc": {
-        "threshold": S.bad_int(), "max_rounds": S.bad_int([0, -1, 10**9]), "mark_read": S.bad_bool(),
-        "poll_interval": S.bad_float(), "wait_timeout": S.bad_float()},
+        "threshold": S.bad_int(), "max_rounds": S.bad_int([0, -1, 10**9]), "mark_read_ids": S.bad_list(),
+        "webhook_listen": S.bad_str(["8085", "127.0.0.1:0", "127.0.0.1:1", ":", "[::1]:99999"]),
+        "wait_timeout": S.bad_float()},
 }
 # Shared options: every value kind on failover_check (all three viewpoints), fewer on the others.
 PRIMARY = "failover_check"
@@ -67,11 +73,11 @@ EXPLICIT = {
     "api_key": ["\n" + MARKER], "api_token": [MARKER + " x"], "api_token_cache": ["DIR", "GARBAGE", "/"],
     "ca_path": ["GARBAGE", "DIR"], "db_port": [0, 65536, -1], "db_connect_timeout": [0, -1, "nan"],
     "db_host": ["", "-h"], "db_name_prefix": ["x'", "`; DROP DATABASE x; --"], "db_password": [MARKER + "'"],
-    "probe_timeout": [0, -1, "nan"], "heartbeat_threshold": ["nan", -1], "min_masters": [-1, 10**9],
+    "api_rate_limit_wait": [-1, "nan", 601], "heartbeat_threshold": ["nan", -1], "min_masters": [-1, 10**9],
     "expected_nodes": [[None], "x"], "heartbeat_interval": [0, -1, 10**9], "unhealthy_interval": [0, 1],
     "settings": [{"heartbeat_interval": "5"}, {"nosuch": 1}], "shards": [0, 3],
-    "move_shard": [-1, 99], "wait_timeout": [-1, "nan"], "poll_interval": [0, -1, "nan"],
-    "threshold": [-1], "max_rounds": [0, -1],
+    "move_shard": [-1, 99], "wait_timeout": [-1, "nan"], "webhook_listen": ["8085", "127.0.0.1:0"],
+    "threshold": [-1], "max_rounds": [0, -1], "pin": [MARKER], "cert": [MARKER + "\n"],
 }
 
 
@@ -87,20 +93,23 @@ def budget_of(args) -> float:
     """The longest a run may take by its own timeouts (values out of a sane range count as the defaults
     the suite would use): API calls with retries, two database connections, three probe rounds, a wait."""
     api = _num(args.get("api_timeout"), 3) * (1 + int(_num(args.get("api_retries"), 0, 0, 3)))
-    return 3 * api + 2 * _num(args.get("db_connect_timeout"), 3) + 3 * _num(args.get("probe_timeout"), 3) \
+    rate = _num(args.get("api_rate_limit_wait"), 30, 0, 600)
+    return 3 * api + 2 * _num(args.get("db_connect_timeout"), 3) + min(rate, 30) \
         + min(_num(args.get("wait_timeout"), 5, 0, 60), 10) + 8
 
 
 def base_args(module: str, pc, w: Path) -> dict:
-    args = {**pc.api_args(), **pc.db_args()}
+    args = dict(pc.api_args())
+    if module in DB_MODULES:  # with the cross-check, so that every db_* option is used
+        args.update(pc.db_args(), db_cross_check=True)
     if module == "failover_check":
-        args.update(api_key=pc.api_key, heartbeat_threshold=3, probe_timeout=2, fail_on_unhealthy=True)
+        args.update(api_key=pc.api_key, heartbeat_threshold=3, fail_on_unhealthy=True)
     elif module == "app_settings":
         args.update(heartbeat_interval=pc.baseline["heartbeat_interval"])
     elif module == "shard_table":
-        args.update(probe_timeout=2, heartbeat_threshold=3, wait_timeout=5)
+        args.update(wait_timeout=5)
     elif module == "message_gc":
-        args.update(max_rounds=1, poll_interval=0.2, wait_timeout=5)
+        args.update(max_rounds=1, wait_timeout=5)
     return args
 
 
@@ -210,15 +219,17 @@ def test_cluster_module_against_broken_listener_fails_within_timeouts(module, ta
     def prop(timeout, retries, scheme, check):
         w = workdir()
         args = base_args(module, pc, w)
-        args.update(api_timeout=timeout, api_retries=retries, db_connect_timeout=timeout)
-        if "probe_timeout" in args:
-            args["probe_timeout"] = timeout
+        args.update(api_timeout=timeout, api_retries=retries)
+        if module in DB_MODULES:
+            args["db_connect_timeout"] = timeout
         if target == "api_url":
             args["api_url"] = f"{scheme}://127.0.0.1:{listeners[kind].port}"
-            needs = module in ("failover_check", "app_settings")
+            # every module works with the API; message_gc with the database counts and nothing to collect
+            # (the stand-in's table holds no delivered message here) calls nothing
+            needs = module != "message_gc"
         else:
             args["db_port"] = listeners[kind].port
-            needs = module != "app_settings"  # app_settings accepts the db_* options and ignores them
+            needs = True  # the cross-check modules need the database; the others refuse db_port
         run = _run_and_judge(module, args, w, pc, check, True, budget_of(args),
                              must_fail=f"succeeded with {target} on a {kind} listener" if needs else None)
         assert_clean(run)

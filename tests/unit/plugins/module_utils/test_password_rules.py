@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-
 from ansible_collections.wabiz.cluster.plugins.module_utils._password_rules import password_problems
 
 

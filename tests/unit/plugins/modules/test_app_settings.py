@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from ansible_collections.wabiz.cluster.plugins.modules import app_settings as m
 
@@ -69,3 +71,56 @@ def test_the_option_rules_match_the_plan_limits():
     assert option_problems({"heartbeat_interval": 0, "unhealthy_interval": 3601}, m.RULES)[1].startswith(
         "unhealthy_interval must be at most 3600 (got 3601)")
     assert option_problems({"heartbeat_interval": 5, "unhealthy_interval": 30}, m.RULES) == []
+
+
+# -- the module, in process, against the contract webapp ---------------------------------------------
+@pytest.fixture
+def web():
+    from ansible_collections.wabiz.cluster.tests.unit.plugins.module_utils import contract_webapp as cw
+
+    w = cw.ContractWebapp(must_change=True)
+    yield w
+    w.close()
+
+
+def test_module_first_login_401_1024_then_the_change_and_idempotence(web, capsys):
+    from ansible_collections.wabiz.cluster.tests.unit.plugins.module_utils import contract_webapp as cw
+
+    base = {"api_url": web.url, "api_password": "secret", "api_new_password": cw.PASSWORD, "unhealthy_interval": 20}
+    r = cw.run_module(m, base, capsys, check=True)
+    assert r["failed"] and r["failure_kind"] == "password_change_required" and "check mode" in r["msg"], r
+    assert web.must_change, "check mode never changes the password"
+    r = cw.run_module(m, base, capsys, diff=True)
+    assert r["changed"] is True and r["changes"] == {"unhealthy_interval": 20} and web.settings["unhealthy_interval"] == 20
+    assert web.password == cw.PASSWORD and "unhealthy_interval: 20" in r["diff"]["after"]
+    r = cw.run_module(m, base, capsys)
+    assert r["changed"] is False and r["changes"] == {}
+
+
+def test_module_retries_500_1011_and_says_when_it_was_rate_limited(web, capsys):
+    from ansible_collections.wabiz.cluster.tests.unit.plugins.module_utils import contract_webapp as cw
+
+    web.must_change, web.password = False, cw.PASSWORD
+    web.script["/v1/settings/application"] = [(500, cw.NOT_READY), (429, cw.TOO_MANY, {"Retry-After": "0"})]
+    r = cw.run_module(m, {"api_url": web.url, "api_password": cw.PASSWORD, "heartbeat_interval": 5}, capsys)
+    assert not r.get("failed") and r["changed"] is False, r
+    assert r["rate_limited"] == {"answers": 1, "waited_seconds": 0.0, "calls": ["GET /v1/settings/application"]}
+
+
+@pytest.mark.parametrize("option", ["db_engine", "db_user", "db_cross_check", "db_password"])
+def test_module_accepts_only_api_options(web, capsys, option):
+    from ansible_collections.wabiz.cluster.tests.unit.plugins.module_utils import contract_webapp as cw
+
+    r = cw.run_module(m, {"api_url": web.url, "api_password": cw.PASSWORD, "heartbeat_interval": 5,
+                          option: "Db-Secret-4714"}, capsys)
+    assert r["failed"] and r["failure_kind"] == "invalid_option" and option + " given" in r["msg"], r
+    assert "group/wabiz.cluster.cluster_db" in r["msg"] and web.calls == []
+    assert "Db-Secret-4714" not in json.dumps(r), "the value is masked (a db_password would be a secret)"
+
+
+def test_an_object_setting_is_compared_by_the_fields_given_and_sent_whole():
+    current = {"webhooks": {"url": "", "max_concurrent_requests": 6}, "heartbeat_interval": 5}
+    changes, after, problem = m.plan(current, {"webhooks": {"url": "https://hooks.example/wa"}})
+    assert problem is None and changes == {"webhooks": {"url": "https://hooks.example/wa", "max_concurrent_requests": 6}}
+    assert after["webhooks"]["max_concurrent_requests"] == 6
+    assert m.plan(after, {"webhooks": {"url": "https://hooks.example/wa"}})[0] == {}, "idempotent"

@@ -1,201 +1,276 @@
-"""failover_check's judgement: from one collected report (DB rows, probes, webapp answers) to
-``healthy`` and the findings, one plain sentence per fault; and the table."""
+"""failover_check: the health judgement (_health_judge) over answers shaped exactly as the public
+contract shows them (HA mode, multiconnect, a node listed with the 1014 error), and the module run
+in process against a contract webapp on a real local socket (first login 401/1024, a 500/1011
+retried, a 429/1015 waited out and said, api_key alone)."""
 
 from __future__ import annotations
 
 import copy
+import json
 
 import pytest
-from ansible_collections.wabiz.cluster.plugins.modules import failover_check as fc
+from ansible_collections.wabiz.cluster.plugins.module_utils import _health_judge as hj
+from ansible_collections.wabiz.cluster.plugins.module_utils._cluster_api import (
+    parse_health,
+    parse_settings,
+    parse_shard_count,
+    parse_support,
+)
+from ansible_collections.wabiz.cluster.plugins.modules import failover_check
+from ansible_collections.wabiz.cluster.tests.unit.plugins.module_utils import contract_webapp as cw
+from ansible_collections.wabiz.cluster.tests.unit.plugins.module_utils.contract_webapp import C1, C2, C3, M1, M2
 
-OPTS = {"heartbeat_threshold": 3, "min_masters": 2, "min_spares": 1, "expected_nodes": [], "probe_timeout": 2}
-
-
-def node(nid, kind, hb=0.5, version="2.53.2", port=None):
-    healthcheck = port or (6253 if kind != "webapp" else None)
-    return {"node_id": nid, "kind": kind, "host": "10.0.0.1", "healthcheck_port": healthcheck,
-            "messaging_port": 9090 if kind == "webapp" else 6250, "version": version, "role": None,
-            "heartbeat_age": hb}
-
-
-def probe(nid, role, gw):
-    return {"ok": True, "node_id": nid, "role": role, "gateway_status": gw, "error": None}
+OPTS = {"min_masters": 2, "min_spares": 1, "expected_nodes": [], "heartbeat_threshold": 3}
 
 
-HEALTH = {"m1": {"role": "primary_master", "gateway_status": "connected"},
-          "m2": {"role": "secondary_master", "gateway_status": "disconnected"},
-          "c1": {"role": "coreapp", "gateway_status": "connected"},
-          "c2": {"role": "coreapp", "gateway_status": "disconnected"}}
+class Api:
+    base = "http://127.0.0.1:9"
 
 
-def healthy_data():
-    return {
-        "lease": {"holder": "m1", "epoch": 4, "expired": False, "seconds_left": 20.0},
-        "shards": [{"shard": 0, "owner": "c1", "epoch": 3}],
-        "nodes": [node("m1", "master"), node("m2", "master"), node("c1", "coreapp"), node("c2", "coreapp"),
-                  node("w1", "webapp")],
-        "settings": {"heartbeat_interval": 1, "unhealthy_interval": 4},
-        "observations": [{"master": "m1", "node_id": "c1", "ok_age": 0.5},
-                         {"master": "m2", "node_id": "c2", "ok_age": 0.7}],
-        "probes": {"m1": probe("m1", "primary_master", "connected"), "m2": probe("m2", "secondary_master", "disconnected"),
-                   "c1": probe("c1", "coreapp", "connected"), "c2": probe("c2", "coreapp", "disconnected")},
-        "webapps": {"https://10.0.0.1:9090": {"ok": True, "health": copy.deepcopy(HEALTH)}},
-        "api_url": "https://10.0.0.1:9090",
-    }
+def data_of(cluster, support=True, settings=None):
+    """What collect() gives for a cluster of contract_webapp (the answers parsed by the real readers)."""
+    web = cw.ContractWebapp.__new__(cw.ContractWebapp)
+    web.cluster, web.with_support = cluster, support
+    web.settings = settings or {"heartbeat_interval": 5, "unhealthy_interval": 30}
+    auth = "Bearer " + cw.TOKEN
+    health = parse_health(Api, web.answer("GET", "/v1/health", None, auth)[1])
+    return {"health": health, "webapps": {}, "errors": {}, "db": None,
+            "support": parse_support(Api, web.answer("GET", "/v1/support", None, auth)[1]) if support else None,
+            "shard_count": parse_shard_count(Api, web.answer("GET", "/v1/account/shards", None, auth)[1])
+            if support else None,
+            "settings": parse_settings(Api, web.answer("GET", "/v1/settings/application", None, auth)[1])}
 
 
-def down(data, nid, error="Connection refused"):
-    data["probes"][nid] = {"ok": False, "node_id": None, "role": None, "gateway_status": None, "error": error}
-    return data
+def test_ha_mode_healthy():
+    r = hj.judge(data_of(cw.ha_cluster()), OPTS)
+    assert r["healthy"] is True and r["findings"] == [], r["findings"]
+    assert r["mode"] == "ha" and r["shard_count"] == 1 and r["primary_master"] == M1
+    assert r["shards"] == [{"shard": 0, "owner": C1, "owners": [C1], "owner_status": "connected"}]
+    assert r["spares"] == [C2, C3]
+    by = {n["node"]: n for n in r["nodes"]}
+    assert by[C1]["shards"] == [0] and by[C1]["socket_conn"] == "UP" and by[M1]["kind"] == "master"
+    assert r["settings"] == {"heartbeat_interval": 5, "unhealthy_interval": 30}
 
 
-def test_healthy_cluster():
-    r = fc.judge(healthy_data(), OPTS)
-    assert r["healthy"] is True and r["findings"] == []
-    assert r["primary_master"] == "m1" and r["spares"] == ["c2"]
-    assert r["shards"] == [{"shard": 0, "owner": "c1", "epoch": 3, "owner_status": "connected",
-                            "owner_heartbeat_age": 0.5}]
-    assert {n["node"]: n["status"] for n in r["nodes"]} == {"m1": "connected", "m2": "disconnected",
-                                                            "c1": "connected", "c2": "disconnected", "w1": "serving"}
+def test_multiconnect_healthy():
+    r = hj.judge(data_of(cw.multiconnect_cluster()), OPTS)
+    assert r["healthy"] is True, r["findings"]
+    assert r["mode"] == "multiconnect" and [s["owner"] for s in r["shards"]] == [C1, C2] and r["spares"] == [C3]
 
 
-def test_primary_coreapp_stopped():
-    d = down(healthy_data(), "c1")
-    d["nodes"][2]["heartbeat_age"] = 1.2
-    del d["webapps"]["https://10.0.0.1:9090"]["health"]["c1"]["gateway_status"]
-    d["webapps"]["https://10.0.0.1:9090"]["health"]["c1"]["errors"] = [{"code": 1011}]
-    r = fc.judge(d, OPTS)
-    assert r["findings"] == ["shard 0's owner c1 does not answer on its healthcheck port 10.0.0.1:6253 (Connection "
-                             "refused); its last database heartbeat was 1.2s ago"]
-    assert r["shards"][0]["owner_status"] == "unreachable"
-
-
-def test_owner_unregistered_after_a_clean_stop():
-    d = healthy_data()
-    d["nodes"] = [n for n in d["nodes"] if n["node_id"] != "c1"]
-    del d["probes"]["c1"]
-    del d["webapps"]["https://10.0.0.1:9090"]["health"]["c1"]
-    r = fc.judge(d, OPTS)
-    assert "shard 0's owner c1 is not registered in the database (stopped, or removed)" in r["findings"]
-    assert r["spares"] == ["c2"] and r["shards"][0]["owner_status"] == "unregistered"
-
-
-def test_secondary_master_stopped():
-    r = fc.judge(down(healthy_data(), "m2"), OPTS)
+def test_ha_mode_allows_only_the_primary_coreapp_connected():
+    c = cw.ha_cluster()
+    c["health"][M1]["gateway_status"] = "connected"
+    c["health"][C3]["gateway_status"] = "connected"
+    r = hj.judge(data_of(c), OPTS)
     assert r["findings"] == [
-        "master m2 does not answer on its healthcheck port 10.0.0.1:6253 (Connection refused); its last database "
-        "heartbeat was 0.5s ago",
-        "only 1 master(s) answer (m1); HA needs 2 so that one can take over"]
+        f"coreapp {C3} is connected, but in HA mode (1 shard) only the primary coreapp may be",
+        f"primary_master {M1} is connected, but in HA mode (1 shard) only the primary coreapp may be"]
 
 
-def test_no_primary_and_expired_lease():
-    d = down(healthy_data(), "m1")
-    d["lease"] = {"holder": "m1", "epoch": 4, "expired": True}
-    r = fc.judge(d, OPTS)
-    assert "no primary master: the master lease is free or expired (last holder m1, epoch 4)" in r["findings"]
+def test_multiconnect_needs_the_primary_master_connected():
+    c = cw.multiconnect_cluster()
+    c["health"][M1]["gateway_status"] = "disconnected"
+    r = hj.judge(data_of(c), OPTS)
+    assert r["findings"] == [f"the primary master {M1} is disconnected; with 2 shards it must be connected"]
+
+
+def test_an_unreachable_owner_is_named_once_with_its_shard():
+    c = cw.ha_cluster()
+    c["health"][C1] = cw.unreachable(C1)
+    r = hj.judge(data_of(c), OPTS)
+    # the support view of an unreachable node holds its error too: the shard has no known owner
+    assert r["findings"] == [f"node {C1} cannot be reached: code 1014, Internal error: Unable to reach the node. Please "
+                             "check if wacore is running: coreapp1:6250", "shard 0 has no owner"]
+    d = data_of(cw.ha_cluster())
+    d["health"] = parse_health(Api, {"health": dict(cw.ha_cluster()["health"], **{C1: cw.unreachable(C1)})})
+    r = hj.judge(d, OPTS)
+    assert r["findings"] == [f"shard 0's owner {C1} cannot be reached: code 1014, Internal error: Unable to reach the "
+                             "node. Please check if wacore is running: coreapp1:6250"]
+    assert r["shards"][0]["owner_status"] == "unreachable"
+    assert {n["node"]: n["status"] for n in r["nodes"]}[C1] == "unreachable"
+
+
+def test_no_primary_master_and_too_few_masters():
+    c = cw.ha_cluster()
+    c["health"][M1] = cw.unreachable(M1)
+    r = hj.judge(data_of(c), OPTS)
     assert r["primary_master"] is None
+    assert "no primary master: no node answers /v1/health with the role primary_master" in r["findings"]
+    assert f"only 1 master(s) answer ({M2}); HA needs 2 so that one can take over" in r["findings"]
 
 
-def test_two_primaries_and_lease_mismatch():
-    d = healthy_data()
-    d["probes"]["m2"] = probe("m2", "primary_master", "connected")
-    r = fc.judge(d, OPTS)
-    assert "2 masters answer as primary at once: m1, m2" in r["findings"]
-    d = healthy_data()
-    d["lease"]["holder"] = "m2"
-    assert "m1 answers as primary but the lease names m2 (epoch 4)" in fc.judge(d, OPTS)["findings"]
+def test_two_primaries():
+    c = cw.ha_cluster()
+    c["health"][M2]["role"] = "primary_master"
+    assert f"2 masters answer as primary at once: {M1}, {M2}" in hj.judge(data_of(c), OPTS)["findings"]
 
 
-def test_stale_heartbeat_of_a_node_that_still_answers():
-    d = healthy_data()
-    d["nodes"][3]["heartbeat_age"] = 7.25
-    r = fc.judge(d, OPTS)
-    assert r["findings"] == ["coreapp c2's last database heartbeat is 7.2s old (threshold 3s)",
-                             "no spare coreapp for failover: 1 shard(s), 2 coreapp(s) answer, 0 spare(s) (need 1); "
-                             "run shards + 1 coreapps"]
+def test_fewer_spares_than_min_spares():
+    c = cw.ha_cluster()
+    c["health"][C2] = cw.unreachable(C2)
+    c["health"][C3] = cw.unreachable(C3)
+    r = hj.judge(data_of(c), OPTS)
+    assert ("fewer spare coreapps than min_spares: 0 spare(s) (need 1) for 1 shard(s) and 1 reachable coreapp(s); "
+            "run shards + 1 coreapps") in r["findings"]
+    assert hj.judge(data_of(cw.ha_cluster()), dict(OPTS, min_spares=3))["findings"][0].startswith(
+        "fewer spare coreapps than min_spares: 2 spare(s) (need 3)")
 
 
-def test_masters_lost_heartbeat_answers_of_a_coreapp():
-    d = healthy_data()
-    d["observations"][1]["ok_age"] = 9.0
-    assert fc.judge(d, OPTS)["findings"] == [
-        "no master has had a heartbeat answer from coreapp c2 for 9.0s (unhealthy_interval 4s)"]
+def test_a_shard_without_owner_and_a_coreapp_with_two():
+    c = cw.multiconnect_cluster()
+    c["shards"][C2] = []
+    c["shards"][C1] = [0, 1]
+    r = hj.judge(data_of(c), OPTS)
+    assert f"{C1} owns 2 shards (0, 1); each shard needs its own coreapp" in r["findings"]
+    assert f"coreapp {C2} is connected but holds no shard" in r["findings"]
+    c = cw.multiconnect_cluster()
+    c["shards"][C2] = []
+    assert "shard 1 has no owner" in hj.judge(data_of(c), OPTS)["findings"]
 
 
-def test_owner_not_serving_and_connected_non_owner():
-    d = healthy_data()
-    d["probes"]["c1"] = probe("c1", "coreapp", "connecting")
-    d["probes"]["c2"] = probe("c2", "coreapp", "connected")
-    d["webapps"]["https://10.0.0.1:9090"]["health"]["c1"]["gateway_status"] = "connecting"
-    d["webapps"]["https://10.0.0.1:9090"]["health"]["c2"]["gateway_status"] = "connected"
-    r = fc.judge(d, OPTS)
-    assert "shard 0's owner c1 is not serving: its gateway status is connecting" in r["findings"]
-    assert "coreapp c2 answers as connected but owns no shard in the database" in r["findings"]
+def test_an_owner_that_is_not_connected():
+    c = cw.ha_cluster()
+    c["health"][C1]["gateway_status"] = "connecting"
+    assert hj.judge(data_of(c), OPTS)["findings"] == [
+        f"shard 0's owner {C1} is not connected (gateway status connecting)"]
 
 
-def test_shard_without_owner_and_owner_of_two_shards():
-    d = healthy_data()
-    d["shards"] = [{"shard": 0, "owner": "c1", "epoch": 3}, {"shard": 1, "owner": None, "epoch": 2},
-                   {"shard": 2, "owner": "c1", "epoch": 1}]
-    r = fc.judge(d, OPTS)
-    assert "shard 1 has no owner" in r["findings"]
-    assert "c1 owns 2 shards (0, 2); each shard needs its own coreapp" in r["findings"]
+def test_expected_nodes_and_versions_and_settings():
+    d = data_of(cw.ha_cluster(), settings={"heartbeat_interval": 30, "unhealthy_interval": 30})
+    d["support"][C2]["version"] = "2.53.2"
+    d["support"][C3]["version"] = "2.51.1"
+    r = hj.judge(d, dict(OPTS, expected_nodes=[C1, "coreapp9:999999999999"]))
+    assert r["findings"] == [
+        "coreapp9:999999999999 is expected but not listed by /v1/health (not registered: stopped cleanly, or never "
+        "started)",
+        "unhealthy_interval (30 s) is not greater than heartbeat_interval (30 s): a coreapp may be declared dead "
+        "before it could answer one heartbeat",
+        f"nodes run different versions: 2.51.1 on {C3}; 2.53.2 on {C2}"]
 
 
-def test_webapps_disagree_and_one_is_down():
-    d = healthy_data()
-    other = copy.deepcopy(HEALTH)
-    other["c1"]["gateway_status"] = "connecting"
-    d["webapps"]["https://w2:9090"] = {"ok": True, "health": other}
-    d["webapps"]["https://w3:9090"] = {"ok": False, "error": "connection refused"}
-    r = fc.judge(d, OPTS)
-    assert ("webapps disagree: https://10.0.0.1:9090 and https://w2:9090 see c1 differently (c1: coreapp/connected vs "
-            "coreapp/connecting)") in r["findings"]
-    assert "webapp https://w3:9090 does not answer /v1/health (connection refused)" in r["findings"]
+def test_health_alone_takes_the_connected_coreapps_as_owners():
+    r = hj.judge(data_of(cw.ha_cluster(), support=False), OPTS)
+    assert r["healthy"] is True and r["owners_inferred"] is True and r["mode"] == "ha", r["findings"]
+    r = hj.judge(data_of(cw.multiconnect_cluster(), support=False), OPTS)
+    assert r["healthy"] is True and r["mode"] == "multiconnect" and r["shard_count"] == 2, r["findings"]
+    c = cw.ha_cluster()
+    c["health"][C1]["gateway_status"] = "disconnected"
+    assert "no coreapp is connected: no shard is served" in hj.judge(data_of(c, support=False), OPTS)["findings"]
 
 
-def test_registered_webapp_that_does_not_answer():
-    d = healthy_data()
-    d["nodes"].append(dict(node("w2", "webapp"), host="10.0.0.2"))
-    d["webapps"]["https://10.0.0.2:9090"] = {"ok": False, "error": "timed out"}
-    r = fc.judge(d, OPTS)
-    assert r["findings"] == ["webapp https://10.0.0.2:9090 does not answer /v1/health (timed out)"]
-    statuses = {n["node"]: n["status"] for n in r["nodes"] if n["kind"] == "webapp"}
-    assert statuses == {"w1": "serving", "w2": "unreachable"}
+def test_webapps_that_disagree_or_do_not_answer():
+    d = data_of(cw.ha_cluster())
+    other = copy.deepcopy(d["health"])
+    other[C1] = dict(other[C1], gateway_status="disconnected")
+    d["webapps"] = {"http://w2:9090": {"ok": True, "health": other}, "http://w3:9090": {"ok": False, "error": "boom"}}
+    r = hj.judge(d, OPTS)
+    assert r["findings"] == [f"webapps disagree: http://w2:9090 sees {C1} as coreapp/disconnected (here "
+                             "coreapp/connected)", "webapp http://w3:9090 does not answer /v1/health (boom)"]
 
 
-def test_api_and_probe_disagree():
-    d = healthy_data()
-    d["webapps"]["https://10.0.0.1:9090"]["health"]["m2"]["role"] = "primary_master"
-    r = fc.judge(d, OPTS)
-    assert ("the API reports m2 as primary_master/disconnected but its healthcheck port says "
-            "secondary_master/disconnected") in r["findings"]
+def test_the_database_cross_check_compares_the_stand_in_with_the_api():
+    d = data_of(cw.ha_cluster())
+    d["db"] = {"lease": {"holder": M2, "epoch": 4, "expired": False},
+               "shards": [{"shard": 0, "owner": C2, "active": True}],
+               "nodes": [{"node_id": C1, "kind": "coreapp", "heartbeat_age": 0.5},
+                         {"node_id": C3, "kind": "coreapp", "heartbeat_age": 7.25}]}
+    r = hj.judge(d, OPTS)
+    assert r["findings"] == [
+        f"coreapp {C3}'s last database heartbeat is 7.2s old (threshold 3s)",
+        f"shard 0: the database names {C2} as its owner, the API {C1}",
+        f"the database's master lease names {M2} (epoch 4) but the API's primary master is {M1}"]
+    assert {n["node"]: n["heartbeat_age"] for n in r["nodes"]}[C3] == 7.25
 
 
-def test_versions_differ_and_expected_node_missing():
-    d = healthy_data()
-    d["nodes"][1]["version"] = "2.53.1"
-    r = fc.judge(d, dict(OPTS, expected_nodes=["m1", "m2", "m3"]))
-    assert "nodes run different versions: 2.53.1 on m2; 2.53.2 on c1, c2, m1, w1" in r["findings"]
-    assert "m3 is expected but not registered in the database (stopped cleanly, or never started)" in r["findings"]
-    assert {"node": "m3", "status": "missing"}.items() <= next(n for n in r["nodes"] if n["node"] == "m3").items()
+def test_table():
+    r = hj.judge(data_of(cw.ha_cluster()), OPTS)
+    lines = hj.table_lines(r)
+    assert lines[0].split() == ["NODE", "ROLE", "STATUS", "SHARDS", "SOCKET"]
+    assert f"mode: HA (1 shard), spares: {C2}, {C3}" in lines and lines[-1] == "healthy: yes"
 
 
-def test_a_port_answered_by_another_node_does_not_count():
-    d = healthy_data()
-    d["probes"]["c2"] = probe("c9", "coreapp", "disconnected")
-    r = fc.judge(d, OPTS)
-    assert any(f.startswith("coreapp c2 does not answer on its healthcheck port 10.0.0.1:6253 (another node (c9) "
-                            "answers there)") for f in r["findings"])
+# -- the module, in process, against the contract webapp ---------------------------------------------
+@pytest.fixture
+def web():
+    w = cw.ContractWebapp()
+    yield w
+    w.close()
 
 
-@pytest.mark.parametrize("healthy", [True, False])
-def test_table(healthy):
-    d = healthy_data() if healthy else down(healthy_data(), "c1")
-    lines = fc.table_lines(fc.judge(d, OPTS))
-    assert lines[0].split() == ["NODE", "KIND", "ROLE", "STATUS", "VERSION", "HEARTBEAT", "HEALTHCHECK"]
-    assert lines[1].split() == ["m1", "master", "primary_master", "connected", "2.53.2", "0.5s", "10.0.0.1:6253"]
-    assert "lease: m1 (epoch 4)" in lines
-    assert ("healthy: yes" in lines) is healthy
-    shard_line = next(line for line in lines if line.startswith("0 "))
-    assert shard_line.split()[:4] == ["0", "c1", "3", "connected" if healthy else "unreachable"]
+def args(web, **kw):
+    return dict({"api_url": web.url, "api_password": cw.PASSWORD}, **kw)
+
+
+def test_module_healthy_over_the_api_alone(web, capsys):
+    r = cw.run_module(failover_check, args(web), capsys)
+    assert not r.get("failed") and r["healthy"] is True and r["changed"] is False, r
+    assert r["sources"] == ["GET /v1/account/shards", "GET /v1/health", "GET /v1/settings/application",
+                            "GET /v1/support"]
+    assert r["shards"][0]["owner"] == C1 and r["notes"] == [] and "rate_limited" not in r
+    assert "healthy: yes" in r["table_lines"]
+
+
+def test_module_first_login_401_1024_changes_the_password(capsys):
+    web = cw.ContractWebapp(must_change=True)
+    try:
+        r = cw.run_module(failover_check, {"api_url": web.url, "api_password": "secret"}, capsys)
+        assert r["failed"] and r["failure_kind"] == "password_change_required" and "api_new_password" in r["msg"]
+        r = cw.run_module(failover_check, {"api_url": web.url, "api_password": "secret",
+                                           "api_new_password": cw.PASSWORD}, capsys)
+        assert r["healthy"] is True and web.password == cw.PASSWORD, r
+    finally:
+        web.close()
+
+
+def test_module_retries_500_1011_and_waits_out_429_1015(web, capsys):
+    web.script["/v1/health"] = [(500, cw.NOT_READY), (429, cw.TOO_MANY, {"Retry-After": "0"})]
+    r = cw.run_module(failover_check, args(web), capsys)
+    assert r["healthy"] is True, r
+    assert r["rate_limited"]["answers"] == 1 and r["rate_limited"]["calls"] == ["GET /v1/health"]
+    assert "backed off 0.0 s in all" in json.dumps(r["warnings"]), r.get("warnings")
+    assert web.paths().count("/v1/health") == 3
+
+
+def test_module_fails_on_a_rate_limit_past_its_budget(web, capsys):
+    web.script["/v1/health"] = [(429, cw.TOO_MANY)] * 5
+    r = cw.run_module(failover_check, args(web, api_rate_limit_wait=0), capsys)
+    assert r["failed"] and r["failure_kind"] == "rate_limited" and "too many requests" in r["msg"], r
+
+
+def test_module_names_the_fault_and_fails_on_unhealthy(web, capsys):
+    web.cluster["health"][C1] = cw.unreachable(C1)
+    r = cw.run_module(failover_check, args(web), capsys)
+    assert r["failed"] and r["healthy"] is False and "shard 0 has no owner" in r["findings"], r
+    assert r["msg"].startswith("the cluster is not healthy: ")
+    r = cw.run_module(failover_check, args(web, fail_on_unhealthy=False), capsys)
+    assert not r.get("failed") and r["healthy"] is False
+
+
+def test_module_with_the_api_key_alone_reads_health_only(web, capsys):
+    r = cw.run_module(failover_check, {"api_url": web.url, "api_key": cw.API_KEY}, capsys)
+    assert r["healthy"] is True and r["owners_inferred"] is True and r["sources"] == ["GET /v1/health"], r
+    assert "api_key alone" in r["notes"][0] and set(web.paths()) == {"/v1/health"}
+
+
+def test_module_db_options_are_not_used_without_the_cross_check(web, capsys, monkeypatch):
+    def never(self):
+        raise AssertionError("the database was contacted")
+
+    monkeypatch.setattr(failover_check.ClusterDb, "connect", never)
+    r = cw.run_module(failover_check, args(web, db_engine="mysql", db_user="wa", db_password="x"), capsys)
+    assert r["healthy"] is True, r
+    r = cw.run_module(failover_check, args(web, db_cross_check=True), capsys)
+    assert r["failed"] and "db_engine" in r["msg"], "the cross-check needs the database named"
+
+
+def test_module_other_webapps(web, capsys):
+    other = cw.ContractWebapp()
+    other.cluster["health"][C3] = cw.unreachable(C3)
+    try:
+        r = cw.run_module(failover_check, args(web, webapp_urls=[other.url], fail_on_unhealthy=False), capsys)
+    finally:
+        other.close()
+    assert sorted(r["webapps"]) == sorted([web.url, other.url])
+    assert any(f.startswith(f"webapps disagree: {other.url} sees {C3} as None/error") for f in r["findings"]), \
+        r["findings"]
