@@ -52,7 +52,6 @@ from ansible_collections.wabiz.cluster.plugins.module_utils._compose_state impor
     compare,
     container_record,
     docker_host_problem,
-    make_action,
     public_containers,
     summary_text,
 )
@@ -165,7 +164,7 @@ class _StackRun:
             return False
         self.module.warn("check mode: %s does not exist yet (an earlier task writes it); the stack is "
                          "reported as to be started without a plan." % ", ".join(missing))
-        self.result.update(changed=True, actions=[make_action("create", "*", detail="compose files not written yet")])
+        self.result.update(changed=True, actions=[], files_missing=missing)
         return True
 
     def read_project(self):

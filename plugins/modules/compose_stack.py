@@ -240,6 +240,15 @@ actions:
   elements: dict
   sample:
     - {action: recreate, service: wacore, container: whatsapp-wacore-1}
+files_missing:
+  description:
+    - In check mode, the project directory or compose files that do not exist yet because an earlier
+      task of the run writes them (a dry run on a fresh host). The stack is then reported as
+      changed (it would be started) with no RV(actions), since its plan cannot be read.
+  returned: in check mode, when the project's files are not written yet
+  type: list
+  elements: str
+  sample: [/opt/whatsapp/multiconnect-coreapp.yml]
 containers:
   description: The project's containers after the run (in check mode, as they are now).
   returned: always

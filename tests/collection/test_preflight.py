@@ -248,3 +248,24 @@ def test_gc_script_refuses_a_secret_file_others_can_read(env, tmp_path, api, mod
     port, ca, _calls = api
     res = run_script(render_gc_script(env, tmp_path, port, True, str(ca), secret_file(tmp_path, mode)))
     assert res.returncode != 0 and "readable by root only" in res.stderr, res.stdout + res.stderr
+
+
+def _example(env, tmp_path, playbook: str, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([_bin("ansible-playbook"), "-i", str(ROOT / "inventories" / "production.example"),
+                           str(ROOT / "playbooks" / playbook), *args], capture_output=True, text=True, timeout=300,
+                          env=env, cwd=tmp_path)
+
+
+def test_the_production_example_passes_the_preflight(env, tmp_path):
+    res = _example(env, tmp_path, "preflight.yml")
+    assert res.returncode == 0, res.stdout + res.stderr
+
+
+def test_upgrade_with_a_limit_without_the_planning_host_is_refused_in_a_sentence(env, tmp_path):
+    """Every play after the plan reads the plan from the first webapp host: a --limit without it
+    is refused before anything is touched (no host of the example is reachable: nothing connects)."""
+    res = _example(env, tmp_path, "upgrade.yml", "--limit", "wa-core-1")
+    out = " ".join((res.stdout + res.stderr).split())
+    assert res.returncode != 0, out
+    assert "upgrade.yml plans the order from the first webapp host, wa-web-1, which --limit leaves out" in out, out
+    assert "--limit 'wa-core-1,wa-web-1'" in out and "UNREACHABLE" not in out and "template error" not in out.lower()

@@ -166,6 +166,35 @@ def test_a_node_that_cannot_mount_the_share_fails_and_says_why(bed, runs):
     assert bed.sh("h1", "grep -c wamedia-kernel-test /proc/mounts /etc/fstab || true").stdout.count(":0") == 2
 
 
+def test_a_single_connect_client_is_stopped_before_the_cluster_or_refused(bed, runs):
+    """The HA guide's step 6: a client image without WA_APP_MULTICONNECT=1 (Meta's
+    docker-compose.yml) is stopped; an HA container of the same image is left running; with
+    wabiz_single_connect_client=refuse the role fails, names it and stops nothing."""
+    image = "docker.whatsapp.biz/coreapp:v2.41.2"
+    setup = bed.sh("h1", f"docker tag wabiz/base:bookworm {image} && docker rm -f wacore ha-node >/dev/null 2>&1; "
+                         f"docker run -d --name wacore {image} sleep infinity && "
+                         f"docker run -d --name ha-node -e WA_APP_MULTICONNECT=1 {image} sleep infinity")
+    assert setup.returncode == 0, setup.stderr
+
+    def running(name: str) -> bool:
+        return bed.sh("h1", f"docker inspect -f '{{{{.State.Running}}}}' {name}").stdout.strip() == "true"
+
+    try:
+        refused = bed.play("single_connect.yml", "-e", "wabiz_single_connect_client=refuse")
+        out = " ".join(refused.output.split())
+        assert refused.rc != 0 and "h1 runs a single-connect WhatsApp Business API client (wacore" in out, \
+            tail(refused.output)
+        assert running("wacore") and running("ha-node"), "refuse stops nothing"
+        stopped = bed.play("single_connect.yml")
+        assert stopped.ok() and stopped.recap["h1"]["changed"] == 1, \
+            tail(stopped.output) + bed.sh("h1", "docker ps -a").stdout
+        assert not running("wacore") and running("ha-node")
+        again = bed.play("single_connect.yml")
+        assert again.ok() and again.recap["h1"]["changed"] == 0, tail(again.output)
+    finally:
+        bed.sh("h1", f"docker rm -f wacore ha-node; docker rmi {image}")
+
+
 def test_ganesha_conf_lists_only_cluster_hosts_and_is_marked_managed(bed, runs):
     conf = bed.sh("nfs", "cat /etc/ganesha/ganesha.conf").stdout
     assert f"Clients = {H1}, {H2};" in conf
