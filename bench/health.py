@@ -38,7 +38,7 @@ from unittest import mock
 from bench.cluster import sh
 from bench.common import ROOT, cdf_points, distribution, pyplot, results_dir, save_figure, say, write_json
 from tests.cluster_modules.conftest import PASSWORD, ModCluster, Runner, make_cert
-from tests.standin.harness import FAST_TIMERS, Cluster, wait_for
+from tests.standin.harness import FAST_TIMERS, Cluster, S, wait_for  # S: the schema names (cluster_schema)
 from tests.support import dbservers
 
 MODULE = "ansible_collections.wabiz.cluster.plugins.modules.failover_check"
@@ -59,7 +59,6 @@ DEFAULT_TIMERS = {
     "WA_DB_TIMEOUT_SECONDS": "5",
     "WA_STANDIN_HEALTH_RATE_LIMIT": "0",  # the benchmark calls /v1/health hundreds of times a minute
 }
-VALID_SHARDS = (1, 2, 4, 8, 16, 32)
 
 
 class UnhealthyCluster(RuntimeError):
@@ -217,7 +216,7 @@ def _layout(nodes: int) -> dict[str, int]:
         raise ValueError("a loopback cluster needs at least 6 nodes (2 masters, 2 coreapps, 2 webapps)")
     webapps = max(2, nodes // 12)
     coreapps = nodes - 2 - webapps
-    shards = max(s for s in VALID_SHARDS if s <= max(1, coreapps // 2))
+    shards = max(s for s in S.VALID_SHARD_COUNTS if s <= max(1, coreapps // 2))
     return {"masters": 2, "coreapps": coreapps, "webapps": webapps, "shards": shards, "total": nodes}
 
 

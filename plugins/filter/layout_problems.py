@@ -8,6 +8,7 @@ from __future__ import annotations
 import re
 
 from ansible_collections.wabiz.cluster.plugins.module_utils._password_rules import RULES_TEXT
+from ansible_collections.wabiz.cluster.plugins.module_utils._shards import VALID_SHARD_COUNTS
 
 DOCUMENTATION = r"""
 name: layout_problems
@@ -96,7 +97,6 @@ _value:
   elements: str
 """
 
-VALID_SHARDS = (1, 2, 4, 8, 16, 32)
 BLOCK = 4  # messaging, contacts, control, healthcheck
 ENGINES = ("mysql", "postgresql")
 MAX_PORT = 65535
@@ -442,12 +442,13 @@ def layout_problems(layouts, shards, engine, idle_timeout=None, database_hosts=N
             "to 1 there and add master hosts instead." % ", ".join(crowded))
     _check_instances(layouts, problems)
     raw_shards, shards = shards, _as_int(shards)  # 2.5, True or "2x" is no shard count: never rounded
-    if shards not in VALID_SHARDS:
-        problems.append("wabiz_shards must be one of 1, 2, 4, 8, 16 or 32, not %s." % (_shown(raw_shards),))
+    if shards not in VALID_SHARD_COUNTS:
+        problems.append("wabiz_shards must be one of %s or %d, not %s." % (
+            ", ".join(str(n) for n in VALID_SHARD_COUNTS[:-1]), VALID_SHARD_COUNTS[-1], _shown(raw_shards)))
     if coreapps < 2:
         problems.append(
             "The cluster needs at least 2 coreapps, but the inventory has %d: add hosts to wabiz_coreapp." % coreapps)
-    elif shards in VALID_SHARDS and coreapps < shards + 1:
+    elif shards in VALID_SHARD_COUNTS and coreapps < shards + 1:
         problems.append(
             "With %d shard(s) the cluster needs at least %d coreapps (shards + 1, so one can take over), but the "
             "inventory has %d: add coreapps or lower wabiz_shards." % (shards, shards + 1, coreapps))

@@ -1,4 +1,4 @@
-"""Property-based tests of the modules' and the preflight's input handling (issue #17 item 2).
+"""Property-based tests of the modules' and the preflight's input handling.
 
 Profiles (HYPOTHESIS_PROFILE): ``ci`` (default: few examples per property, derandomized so a CI
 run is reproducible, no shrinking, so that a property broken by a hang costs one budget and not

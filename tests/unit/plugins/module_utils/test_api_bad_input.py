@@ -1,4 +1,4 @@
-"""Bad input to the cluster modules (issue #17): an api_url that answers but not as the API
+"""Bad input to the cluster modules: an api_url that answers but not as the API
 (garbage, a closed connection, HTML, JSON of another shape), a database port that is not a
 database, and out-of-range options. Each must give one clear sentence that names the option,
 change nothing, and never show a secret. Real throwaway listeners on 127.0.0.1, the real

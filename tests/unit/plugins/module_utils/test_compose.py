@@ -427,7 +427,7 @@ def test_wait_for_a_service_without_any_container():
     assert "no container of service(s) web appeared within 3s" in err.value.msg
 
 
-# --- option checks (issue #17): in one place, before Docker is asked anything ------------------
+# --- option checks: in one place, before Docker is asked anything ------------------
 
 class Failed(Exception):
     pass
@@ -458,7 +458,7 @@ class BareModule:
 @pytest.mark.parametrize("value", [0, -1, -120])
 @pytest.mark.parametrize("check_mode", [False, True])
 def test_wait_timeout_below_one_is_a_clear_error_before_anything(tmp_path, value, check_mode):
-    # also in check mode on a fresh host (project_src missing), which used to skip the check
+    # also in check mode on a fresh host (project_src missing): a dry run must judge the options too
     module = BareModule({"project_src": str(tmp_path / "not-yet"), "wait_timeout": value}, check_mode=check_mode)
     with pytest.raises(Failed) as err:
         compose.run_compose_stack(module)
@@ -592,7 +592,7 @@ class ModuleWithCli(BareModule):
 
 @pytest.mark.parametrize("check_mode", [False, True])
 def test_silent_docker_engine_fails_within_wait_timeout_plus_a_few_seconds(tmp_path, silent_engine, check_mode):
-    # Used to wait the Docker SDK's fixed 60 s per call (a hang for a short wait_timeout).
+    # Not the Docker SDK's fixed 60 s per call: that would hang far past a short wait_timeout.
     pytest.importorskip("docker")
     engine = silent_engine()
     (tmp_path / "docker-compose.yml").write_text("services:\n  app:\n    image: busybox\n")

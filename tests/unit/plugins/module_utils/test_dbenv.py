@@ -155,7 +155,7 @@ def test_masked_text_of_a_hand_written_file_hides_comments_and_masks_export_line
     assert "WA_DB_PORT=3306" in out
 
 
-# --- issue #17: bad input refused at the root, and nothing secret shown --------------------------
+# --- bad input refused at the root, and nothing secret shown --------------------------
 
 SPLITLINES_BREAKS = sorted(c for c in map(chr, range(0x110000)) if len(("a" + c + "b").splitlines()) > 1)
 
