@@ -395,3 +395,35 @@ def test_failover_check_primary_coreapp_stopped(mc: ModCluster, run) -> None:
     assert not [f for f in r["findings"] if f.startswith("shard ")], r["findings"]
     # The dead coreapp is still registered, so the cluster is still reported, by name.
     assert any(f.startswith(f"coreapp {owner} cannot be reached") for f in r["findings"]), r["findings"]
+
+
+def test_failover_check_survives_the_real_health_rate_limit(mc: ModCluster, run) -> None:
+    """A webapp with the real client's health rate limit (10 calls per 60 s, the stand-in's
+    default): failover_check polled past it backs off on the 429 / 1015, says so, and still judges."""
+    c = mc.c
+    c.start_node("webapp", "webapp3", {"WA_WEB_CERT_DIR": str(mc.cert.parent), "WA_STANDIN_HEALTH_RATE_LIMIT": ""})
+    try:
+        wait_for(lambda: mc.healthy_now(), 20, what="a settled cluster")
+        url = mc.url("webapp3")
+        wait_for(lambda: _served(mc, "webapp3"), 30, what="webapp3 to serve")
+        limited = None
+        for attempt in range(15):
+            r = run("failover_check", {"api_url": url, "api_key": API_KEY, "ca_path": str(mc.cert),
+                                       "api_rate_limit_wait": 90})
+            assert not r.get("failed"), (attempt, r.get("msg"))
+            if r.get("rate_limited"):
+                limited = r
+                break
+        assert limited is not None, "the webapp never answered 429 within 15 checks: the limit is not on"
+        assert limited["healthy"] is True, limited.get("findings")
+        assert limited["rate_limited"]["answers"] >= 1 and limited["rate_limited"]["waited_seconds"] > 0
+        assert any("429" in str(w) or "rate" in str(w).lower() for w in limited.get("warnings", [])), limited.get("warnings")
+    finally:
+        c.kill("webapp3", signal.SIGTERM)
+
+
+def _served(mc: ModCluster, webapp: str) -> bool:
+    try:
+        return mc.c.api("GET", "/", webapp=webapp, timeout=2)[0] == 200
+    except OSError:
+        return False
