@@ -2,9 +2,12 @@
 
 Each round a client sends messages through both webapps without pause (the drill's client,
 playbooks/files/drill_probe.py) while the benchmark kills the whole machine of the coreapp that
-owns the shard. Downtime is what the client saw: from the first failed request after the kill
-to the end of the first successful one after it. The killed machine is started again and the
-cluster must be whole before the next round.
+owns the shard. Downtime is what the client saw, per shard (the shard of each request's
+recipient, with the shard count from ``GET /v1/account/shards``): from the first failed request
+of a shard after the kill to the end of that shard's first successful one after it; a round's
+``downtime_s`` is the worst shard's, so the other shards' successes do not hide the killed
+owner's shard. The killed machine is started again and the cluster must be whole before the
+next round.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ def one_round(bed: Testbed, k: int, workdir: Path, bound: float) -> dict[str, An
     if not owners:
         raise RuntimeError("no shard has an owner before the round")
     shard, node = sorted(owners.items())[0]
+    shards = bed.shard_count(bed.apis())
     host = bed.host_of(node)
     cap = 2 * bound + 40
     with bed.drill_client(workdir / f"round{k:02d}.record.json",
@@ -38,14 +42,16 @@ def one_round(bed: Testbed, k: int, workdir: Path, bound: float) -> dict[str, An
     bed.start_machine(host)
     back = bed.wait_healthy()
     result = {
-        "round": k, "killed": host, "shard": shard, "previous_owner": node,
+        "round": k, "killed": host, "shard": shard, "shards": shards, "previous_owner": node,
         "new_owner": (report["owner_changes"].get(str(shard)) or {}).get("owner"),
         "downtime_s": report["downtime_s"], "recovered": report["recovered"], "requests": report["requests"],
+        "downtime_by_shard_s": report.get("downtime_by_shard_s", {}), "worst_shard": report.get("worst_shard"),
         "failed": report["failed"], "lost": len(report["lost"]), "double_owner_moments": len(report["double_owner_moments"]),
         "owner_seen_moved_after_s": (report["owner_changes"].get(str(shard)) or {}).get("after_fault"),
         "max_poll_gap_s": report["max_poll_gap_s"], "restore_s": back,
     }
-    say(f"round {k}: killed {host}, downtime {result['downtime_s']} s, {result['requests']} requests, "
+    say(f"round {k}: killed {host} (owner of shard {shard} of {shards}), downtime {result['downtime_s']} s "
+        f"(per shard {result['downtime_by_shard_s']}), {result['requests']} requests, "
         f"{result['failed']} failed, {result['lost']} lost; whole again after {back} s")
     return result
 

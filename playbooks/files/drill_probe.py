@@ -4,7 +4,10 @@
 ``run`` sends messages through the API without pause and polls who owns each shard (at most
 every second) for a fixed time, then reads back every acknowledged message; ``analyze`` turns
 that record and the moment the fault hit into downtime, ownership and loss figures, a JSON
-report and a PNG timeline.
+report and a PNG timeline. Downtime is measured per shard (the shard of each request's
+recipient, ``crc32(to) % shards`` with the shard count from ``GET /v1/account/shards``), so a
+failure of one shard's owner is not hidden by the other shards' successes; ``downtime_s`` is
+the worst shard's.
 
     WABIZ_DRILL_PASSWORD=... drill_probe.py run --api https://10.0.0.5:9090 --duration 60 --out rec.json
     drill_probe.py analyze --record rec.json --fault-at EPOCH --bound 12 --out report.json --png t.png
@@ -22,6 +25,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
+import zlib
 
 
 def tls_context(insecure: bool, ca: str | None) -> ssl.SSLContext:
@@ -100,31 +104,52 @@ class Apis:
         return status, answer, ""
 
 
+def shard_for(recipient: str, shards: int) -> int:
+    """The stand-in's routing (cluster_schema.shard_for): crc32(recipient) % shards."""
+    return zlib.crc32(recipient.encode("utf-8")) % max(1, int(shards))
+
+
+def shard_count(api: Apis) -> int | None:
+    """``GET /v1/account/shards`` -> {"account": {"shards": N}}; None when it does not answer."""
+    status, body, _url = api.call("GET", "/v1/account/shards")
+    shards = (body.get("account") or {}).get("shards") if status == 200 and isinstance(body, dict) else None
+    return shards if isinstance(shards, int) and not isinstance(shards, bool) and shards >= 1 else None
+
+
 def run(args: argparse.Namespace) -> int:
     api = Apis([_login_from_env(args, url) for url in args.api])
     _status, settings, _url = api.call("GET", "/v1/settings/application")
-    record: dict = {"api": args.api, "started": time.time(), "requests": [], "polls": [],
+    shards = shard_count(api)
+    record: dict = {"api": args.api, "started": time.time(), "requests": [], "polls": [], "shards": shards,
                     "settings": (settings.get("settings") or {}).get("application", {})}
     stop = threading.Event()
-    recovered_at: list[float] = []  # when a success first followed a failure (--stop-after-recovery)
+    # When every shard that failed has served again (--stop-after-recovery): a success on
+    # another shard is no recovery of the failed one.
+    recovered_at: list[float] = []
 
     def sender() -> None:
         n = 0
         failed_once = False
+        down: set = set()  # shards whose last request failed
         while not stop.is_set():
             n += 1
             t0 = time.time()
+            to = f"1555{n % 997:07d}"
             status, body, url = api.call("POST", "/v1/messages",
-                                         {"to": f"1555{n % 997:07d}", "type": "text", "text": {"body": f"drill {n}"}})
+                                         {"to": to, "type": "text", "text": {"body": f"drill {n}"}})
             ok = status in (200, 201)
             msg_id = (body.get("messages") or [{}])[0].get("id") if ok else None
+            shard = shard_for(to, shards) if shards else None
             record["requests"].append({"t": t0, "dt": round(time.time() - t0, 4), "ok": ok, "status": status,
-                                       "id": msg_id, "via": url})
+                                       "id": msg_id, "via": url, "to": to, "shard": shard})
             if not ok:
                 failed_once = True
+                down.add(shard)
                 time.sleep(args.retry_pause)
-            elif failed_once and not recovered_at:
-                recovered_at.append(time.time())
+            else:
+                down.discard(shard)
+                if failed_once and not down and not recovered_at:
+                    recovered_at.append(time.time())
 
     def poller() -> None:
         while not stop.is_set():
@@ -232,13 +257,13 @@ def analyze_record(record: dict, fault_at: float, bound: float) -> dict:
     """Downtime, ownership changes and the safety checks of one drill."""
     reqs = sorted(record["requests"], key=lambda r: r["t"])
     after = [r for r in reqs if r["t"] >= fault_at]
-    first_fail = next((r for r in after if not r["ok"]), None)
-    downtime = 0.0
-    recovered_at = None
-    if first_fail is not None:
-        back = next((r for r in after if r["ok"] and r["t"] > first_fail["t"]), None)
-        recovered_at = (back["t"] + back["dt"]) if back else None
-        downtime = (recovered_at - first_fail["t"]) if back else float("inf")
+    # Per shard (requests without a shard, e.g. an older record: one group, as before).
+    by_shard: dict = {}
+    for r in after:
+        by_shard.setdefault(r.get("shard"), []).append(r)
+    per_shard = {key: _downtime(rs) for key, rs in by_shard.items()}
+    worst = max(per_shard, key=lambda k: per_shard[k][1], default=None)
+    first_fail, downtime = per_shard[worst] if worst in per_shard else (None, 0.0)
     polls = sorted(record["polls"], key=lambda p: p["t"])
     double = [{"t": p["t"], "shard": s, "owners": o} for p in polls for s, o in p["owners"].items() if len(o) > 1]
     before = next((p["owners"] for p in reversed(polls) if p["t"] < fault_at and p["ok"]), {})
@@ -265,6 +290,12 @@ def analyze_record(record: dict, fault_at: float, bound: float) -> dict:
         "loss_check": record.get("loss_check", "read_back"),
         "downtime_s": None if downtime == float("inf") else round(downtime, 3),
         "recovered": downtime != float("inf"),
+        "shards": record.get("shards"),
+        "downtime_by_shard_s": {str(k): (None if d == float("inf") else round(d, 3))
+                                for k, (_f, d) in sorted(per_shard.items(), key=lambda kv: str(kv[0]))
+                                if k is not None},
+        "worst_shard": None if worst is None or not downtime else str(worst),
+        "downtime_from": first_fail,
         "bound_s": bound,
         "within_bound": downtime <= bound,
         "owner_changes": moved,
@@ -273,6 +304,16 @@ def analyze_record(record: dict, fault_at: float, bound: float) -> dict:
         "primary_master_before": primary_before,
         "new_primary_master": new_primary,
     }
+
+
+def _downtime(reqs: list) -> tuple:
+    """(start of the first failed request, downtime): from it to the end of the first successful
+    request sent after it; (None, 0.0) without a failure, (start, inf) without a recovery."""
+    first_fail = next((r for r in reqs if not r["ok"]), None)
+    if first_fail is None:
+        return None, 0.0
+    back = next((r for r in reqs if r["ok"] and r["t"] > first_fail["t"]), None)
+    return first_fail["t"], ((back["t"] + back["dt"]) - first_fail["t"]) if back else float("inf")
 
 
 def verdict(report: dict, fault: str, pause: float, settings: dict) -> dict:
@@ -347,7 +388,8 @@ def draw(record: dict, report: dict, png: str) -> bool:
     for ax in (ax1, ax2):
         ax.axvline(report["fault_at"] - t0, color="black", linestyle="--", linewidth=1)
     if report["downtime_s"]:
-        first_fail = min(r["t"] for r in record["requests"] if not r["ok"] and r["t"] >= report["fault_at"])
+        first_fail = report.get("downtime_from") or min(r["t"] for r in record["requests"]
+                                                        if not r["ok"] and r["t"] >= report["fault_at"])
         ax1.axvspan(first_fail - t0, first_fail - t0 + report["downtime_s"], color="tab:red", alpha=0.15)
     ax2.set_xlabel("seconds since the drill started (dashed: fault)")
     fig.suptitle(f"failover drill: downtime {report['downtime_s']} s (bound {report['bound_s']} s), "

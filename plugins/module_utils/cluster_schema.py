@@ -20,7 +20,8 @@ Public API (names other code may rely on):
 - table names ``T_SCHEMA`` ``T_LEASE`` ``T_SHARDS`` ``T_NODES`` ``T_OBSERVATIONS``
   ``T_SETTINGS`` ``T_MESSAGES`` ``T_USERS`` ``T_TOKENS`` ``T_STATS``, ``ALL_TABLES``
 - ``SCHEMA_VERSION`` (newest), ``SCHEMA_COMPAT``, ``schema_version_for(wa_version)``,
-  ``bootstrap_statements(engine)``, ``migration_statements(engine, from_version, to_version)``
+  ``bootstrap_statements(engine)``, ``migration_statements(engine, from_version, to_version)``,
+  ``fence_statements(engine)``
 - ``MAX_SHARDS``, ``VALID_SHARD_COUNTS``, ``DEFAULT_SETTINGS``, ``APPLICATION_DEFAULTS``,
   ``shard_for(recipient, shards)``
 - ``statement(engine, name)`` and ``STATEMENT_NAMES``; the read-only ones for modules:
@@ -265,6 +266,18 @@ def _v2(e: str) -> list:
 _MIGRATIONS = {1: _v1, 2: _v2}
 
 
+def fence_statements(engine: str) -> list:
+    """Idempotent DDL the primary master runs at every schema check (any schema version >= 1):
+    the shard map's ownership-confirmation columns (see the ``confirm_shard`` statement).
+    ``confirmed_at`` / ``confirmed_epoch``: the database time and shard epoch of the owner's
+    last confirmation; ``fence_until``: the latest database time at which any owner of the
+    shard, past or present, may still be accepting messages (NULL: nobody ever confirmed)."""
+    e = normalize_engine(engine)
+    ts = _ts(e)
+    return ["ALTER TABLE %s ADD COLUMN IF NOT EXISTS %s" % (T_SHARDS, col) for col in (
+        "confirmed_at %s NULL" % ts, "confirmed_epoch BIGINT NULL", "fence_until %s NULL" % ts)]
+
+
 def migration_statements(engine: str, from_version: int, to_version: int) -> list:
     """Statements that take the schema from ``from_version`` (0 = empty) to ``to_version``.
     The caller runs them in order and then records the version (statement
@@ -465,10 +478,37 @@ def _statements(e: str) -> dict:
                            "DO UPDATE SET value = EXCLUDED.value, updated_at = EXCLUDED.updated_at" % (T_STATS, now))
     s["read_stats"] = "SELECT name, value, %s AS age FROM %s ORDER BY name" % (_age(e, "updated_at"), T_STATS)
     s["db_now"] = "SELECT %s" % now
+    # -- ownership confirmations (fence_statements adds the columns). Params: pad, pad,
+    # shard_id, owner, epoch. The owner stamps its confirmation with the DB clock, and raises
+    # fence_until to now + pad (pad >= its fence time F, plus a clock-rate margin) -- never lowers
+    # it. Matches only while the row still names the owner at that epoch: once a promotion has
+    # committed (epoch + 1), no confirmation of the old owner can succeed.
+    until = _plus(e)
+    s["confirm_shard"] = (
+        "UPDATE %s SET confirmed_at = %s, confirmed_epoch = epoch, "
+        "fence_until = GREATEST(COALESCE(fence_until, %s), %s) "
+        "WHERE shard_id = %%s AND owner = %%s AND epoch = %%s AND active = 1" % (T_SHARDS, now, until, until))
+    # Params: shard_id, owner, epoch. A planned move: the owner has stopped accepting (and had
+    # been accepting, so every earlier owner's window had closed) and says so with the DB clock.
+    s["release_shard"] = (
+        "UPDATE %s SET fence_until = %s WHERE shard_id = %%s AND owner = %%s AND epoch = %%s AND active = 1"
+        % (T_SHARDS, now))
+    # Params: owner. Columns: shard_id, epoch, fence_left (seconds until fence_until on the DB
+    # clock; <= 0 when it has passed; NULL when no owner ever confirmed).
+    s["read_owned_shards_fence"] = (
+        "SELECT shard_id, epoch, -%s AS fence_left FROM %s WHERE owner = %%s AND active = 1 ORDER BY shard_id"
+        % (_age(e, "fence_until"), T_SHARDS))
+    # Columns: shard_id, owner, epoch, confirmed_epoch, confirmed_age, fence_left (DB clock).
+    s["read_shard_confirmations"] = (
+        "SELECT shard_id, owner, epoch, confirmed_epoch, %s AS confirmed_age, -%s AS fence_left "
+        "FROM %s WHERE active = 1 ORDER BY shard_id" % (_age(e, "confirmed_at"), _age(e, "fence_until"), T_SHARDS))
     return s
 
 
 _STATEMENTS = {e: _statements(e) for e in ENGINES}
+# An incoming message not yet read: the data guide says the garbage collection keeps it (mark
+# it read first, PUT /v1/messages/{id}). The stand-in stores outgoing messages (sent -> delivered).
+STATUS_INCOMING_UNREAD = "received"
 STATEMENT_NAMES = tuple(sorted(_STATEMENTS[MYSQL]))
 
 # Result columns of the read statements, in order (for rows_as_dicts).
@@ -485,10 +525,12 @@ COLUMNS = {
     "read_stats": ("name", "value", "age"),
     "read_message": ("id", "shard_id", "recipient", "status", "owner", "epoch", "age"),
     "count_messages": ("status", "count"),
+    "read_shard_confirmations": ("shard_id", "owner", "epoch", "confirmed_epoch", "confirmed_age",
+                                 "fence_left"),
 }
 
 
-_FLOAT_SUFFIXES = ("_age", "seconds_left", "held_for", "uptime")
+_FLOAT_SUFFIXES = ("_age", "seconds_left", "held_for", "uptime", "fence_left")
 
 
 def rows_as_dicts(name: str, rows: list) -> list:
@@ -510,16 +552,3 @@ def statement(engine: str, name: str) -> str:
     """The SQL text of a named statement for an engine (see the comments in _statements for
     each statement's parameters and columns)."""
     return _STATEMENTS[normalize_engine(engine)][name]
-
-
-# --- Cluster modules' block (issue 5; owned by plugins/modules/{shard_table,failover_check,
-# app_settings,message_gc}). Only additions; nothing above is changed. ---------------------------
-# message_gc's mark_read: the WhatsApp guide says incoming messages that are not marked read are
-# kept by the garbage collection, so mark them read first. The stand-in stores outgoing messages
-# only (sent -> delivered); an incoming message not yet read would carry status "received".
-STATUS_INCOMING_UNREAD = "received"
-MODULE_MARK_INCOMING_READ = "module_mark_incoming_read"
-for _e in ENGINES:
-    _STATEMENTS[_e][MODULE_MARK_INCOMING_READ] = (
-        "UPDATE %s SET status = 'read' WHERE status = '%s'" % (T_MESSAGES, STATUS_INCOMING_UNREAD))
-STATEMENT_NAMES = tuple(sorted(_STATEMENTS[MYSQL]))

@@ -6,14 +6,18 @@ Every cycle (``min(heartbeat_interval, lease_ttl / 3)`` seconds):
 2. lease: the primary renews (one UPDATE compared with the DB clock); a secondary tries to
    take a free or lapsed lease (epoch + 1). A primary whose last successful renew was sent
    more than ``renew_deadline`` ago demotes itself, before the lease (``lease_ttl``) can lapse;
-3. ping every coreapp's control port and record what was seen (heartbeat mode evidence);
+3. ping every coreapp's control port and record what was seen (heartbeat mode evidence); an
+   answer that says the coreapp lost the database or is fenced counts as a miss;
 4. primary only: create/upgrade the schema once, replace dead or missing shard owners with
    healthy coreapps (each promotion is one UPDATE guarded by the lease epoch), push changed
    settings to the nodes, write statistics.
 
-Failure detection: with two or more live masters an owner is dead when no master got an
-answer from it for ``unhealthy_interval`` (heartbeat mode); with one master it is dead when its
-DB heartbeat is older than ``WA_DB_DEAD_AFTER_SECONDS`` (DB mode).
+Failure detection (docs/standin.md, *Failure detection*): database monitoring is always on (an
+owner whose DB heartbeat is older than ``WA_DB_DEAD_AFTER_SECONDS`` is dead); with two or more
+live masters an owner is also dead when the primary and one secondary both got no healthy answer
+from it for ``unhealthy_interval``, or when its last ownership confirmation (stamped by the
+database) is older than that. Between cycles the primary sleeps only until the next moment the
+evidence read so far would declare an owner dead, and decides then.
 """
 
 from __future__ import annotations
@@ -131,6 +135,13 @@ class Master(BaseNode):
         self.shard_lock = asyncio.Lock()  # the loop and the control API both manage shards
         self.active_shards = 1
         self.db_stats: tuple[float, dict[str, Any]] = (0.0, {})
+        # Evidence counts only for the time this master watched it with a working database:
+        # since it became primary, and since its last database outage (a gap between two of its
+        # DB heartbeats longer than a cycle plus the DB timeout).
+        self.db_ok_since = 0.0
+        self.last_db_ok = 0.0
+        self.next_deadline: float | None = None  # monotonic: when an owner would be declared dead
+        self.decisions = 0
 
     # -- role ------------------------------------------------------------------------------
     @property
@@ -178,8 +189,30 @@ class Master(BaseNode):
                 log.exception("cycle failed")
             if self.is_primary and not self.primary_now():
                 self.demote("renew deadline passed")
-            await self._sleep(self.loop_interval - (time.monotonic() - started))
+            await self.wait_for_next_cycle(started + self.loop_interval)
         watchdog.cancel()
+
+    async def wait_for_next_cycle(self, next_cycle: float) -> None:
+        """Sleep until the next cycle, but wake at the moment the evidence read so far would
+        declare a shard owner dead (``next_deadline``), and decide then (detection at the
+        deadline, not at the next cycle)."""
+        while not self.stopping.is_set():
+            now = time.monotonic()
+            wake = next_cycle
+            if self.primary_now() and self.next_deadline is not None:
+                wake = min(wake, max(self.next_deadline, now + 0.05))
+            await self._sleep(wake - now)
+            if time.monotonic() >= next_cycle - 0.01 or not self.primary_now():
+                return
+            self.next_deadline = None
+            try:
+                await self.manage_shards()
+            except StorageError as exc:
+                log.warning("deadline check: database error: %s", exc)
+                return
+            except Exception:
+                log.exception("deadline check failed")
+                return
 
     async def renew_deadline_watchdog(self) -> None:
         """Demote (and say so) the moment the renew deadline passes, even while the loop is
@@ -211,7 +244,11 @@ class Master(BaseNode):
     # -- the loop --------------------------------------------------------------------------
     async def cycle(self) -> None:
         self.cycle_no += 1
-        await self.db_heartbeat()
+        if await self.db_heartbeat():
+            now = time.monotonic()
+            if now - self.last_db_ok > self.loop_interval + self.cfg.db_timeout + 1.0:
+                self.db_ok_since = now  # a database outage (or the start): watch afresh
+            self.last_db_ok = now
         if self.schema_ready or self.db_schema >= 1:
             await self.load_settings()
         await self.update_lease()
@@ -266,7 +303,11 @@ class Master(BaseNode):
 
         async def one(n: Node) -> None:
             body = await self.get_json(n.host, n.control_port or 0, "/ping", timeout=timeout)
-            ok = bool(body) and body.get("node_id") == n.node_id and body.get("instance") == n.instance
+            # A healthy answer: the node itself (not a restarted one under its name) that can
+            # reach the database and is not fenced. An owner that answers pings but lost the
+            # database is a miss, so the heartbeat detector replaces it.
+            ok = bool(body) and body.get("node_id") == n.node_id and body.get("instance") == n.instance \
+                and body.get("db_ok", True) is not False and not body.get("fenced", False)
             try:
                 await self.store.call(self.storage.record_observation, self.cfg.node_id, n.node_id, ok)
             except StorageError:
@@ -307,7 +348,8 @@ class Master(BaseNode):
         self.schema_ready = True
 
     def node_health(self, nodes: list[Node], observations: list[tuple]) -> tuple[str, dict[str, dict[str, Any]]]:
-        """Mode ("heartbeat" | "db") and, per coreapp, whether it is alive and eligible."""
+        """Mode ("heartbeat" | "db") and, per coreapp, whether it is eligible and how many
+        seconds are left before each detector declares it dead (<= 0: dead now)."""
         hb = float(self.settings["heartbeat_interval"])
         unhealthy = float(self.settings["unhealthy_interval"])
         master_fresh = max(3 * self.loop_interval, 2.0)
@@ -315,26 +357,39 @@ class Master(BaseNode):
                         and n.heartbeat_age < master_fresh}
         live_masters.add(self.cfg.node_id)
         mode = "heartbeat" if len(live_masters) >= 2 else "db"
-        tenure = time.monotonic() - self.primary_since
-        best_ok: dict[str, float] = {}
+        now = time.monotonic()
+        tenure = now - self.primary_since
+        watch = now - max(self.primary_since, self.db_ok_since)
+        seen: dict[str, dict[str, float]] = {}
         for master_id, node_id, ok_age, _attempt in observations:
             if master_id in live_masters and ok_age is not None:
-                best_ok[node_id] = min(best_ok.get(node_id, ok_age), ok_age)
+                seen.setdefault(node_id, {})[master_id] = ok_age
+        secondaries = sorted(live_masters - {self.cfg.node_id})
+        # DB monitoring, always on: the DB-mode rule. In heartbeat mode never more eager than
+        # the heartbeat detector (no failover for a pause shorter than unhealthy - heartbeat).
+        dead_after = self.cfg.db_dead_after if mode == "db" else max(self.cfg.db_dead_after, unhealthy)
         out: dict[str, dict[str, Any]] = {}
         for n in nodes:
             if n.kind != "coreapp":
                 continue
             db_age = n.heartbeat_age if n.heartbeat_age is not None else float("inf")
-            ok_age = best_ok.get(n.node_id, float("inf"))
-            if mode == "heartbeat":
-                silent = ok_age > unhealthy
-            else:
+            by = seen.get(n.node_id, {})
+            best = min(by.values(), default=float("inf"))
+            own = by.get(self.cfg.node_id, float("inf"))
+            # "Unhealthy": the primary and one secondary both missed it (the freshest healthy
+            # answer either saw is older than unhealthy_interval); with two masters, both.
+            ping_age = min(own, max((by.get(m, float("inf")) for m in secondaries), default=own))
+            left: dict[str, float] = {
                 # DB mode: a silence counts only once this primary has itself watched for a
                 # whole dead-after period; after a database stall (during which the old primary
                 # demoted itself) every heartbeat looks old, and must not read as a death.
-                silent = db_age > self.cfg.db_dead_after and tenure > self.cfg.db_dead_after
-            eligible = db_age < self.cfg.db_dead_after and ok_age <= 2 * hb + 1
-            out[n.node_id] = {"silent": silent, "eligible": eligible, "ok_age": ok_age, "db_age": db_age}
+                "silent_db": max(dead_after - db_age, dead_after - tenure),
+            }
+            if mode == "heartbeat":
+                left["silent"] = unhealthy - min(ping_age, watch)
+            eligible = db_age < self.cfg.db_dead_after and best <= 2 * hb + 1
+            out[n.node_id] = {"eligible": eligible, "ok_age": best, "ping_age": ping_age, "db_age": db_age,
+                              "left": left}
         return mode, out
 
     async def manage_shards(self) -> None:
@@ -342,26 +397,47 @@ class Master(BaseNode):
             await self._manage_shards()
 
     async def _manage_shards(self) -> None:
-        nodes, shards, observations = await asyncio.gather(
+        read_at = time.monotonic()
+        nodes, shards, observations, confirmations = await asyncio.gather(
             self.store.call(self.storage.nodes), self.store.call(self.storage.shard_map),
-            self.store.call(self.storage.observations))
+            self.store.call(self.storage.observations), self.store.call(self.storage.shard_confirmations))
         mode, health = self.node_health(nodes, observations)
         unhealthy = float(self.settings["unhealthy_interval"])
         grace = unhealthy if mode == "heartbeat" else self.cfg.db_dead_after
+        watch = time.monotonic() - max(self.primary_since, self.db_ok_since)
         active: list[Shard] = [s for s in shards if s.active]
         self.active_shards = len(active)
         owners = {s.owner for s in active if s.owner}
         free = sorted(nid for nid, h in health.items() if h["eligible"] and nid not in owners)
+        deadline: float | None = None
         for s in active:
             reason = None
             if s.owner is None:
                 reason = "ownerless"
             elif s.owner not in health:
                 reason = "owner_gone"
-            elif health[s.owner]["silent"] and (s.assigned_age is None or s.assigned_age > grace):
+            else:
                 h = health[s.owner]
-                age = h["ok_age"] if mode == "heartbeat" else h["db_age"]
-                reason = f"owner_silent_{age:.1f}s_{mode}_mode"
+                left = dict(h["left"])
+                conf = confirmations.get(s.shard_id)
+                if mode == "heartbeat" and conf is not None and conf["owner"] == s.owner \
+                        and conf["epoch"] == s.epoch:
+                    # Always-on DB evidence at heartbeat speed: the owner's last confirmation
+                    # (DB clock) at this epoch; never confirmed: since it was assigned.
+                    age = conf["confirmed_age"] if conf["confirmed_epoch"] == s.epoch else s.assigned_age
+                    if age is not None:
+                        h["confirmed_age"] = age
+                        left["unconfirmed"] = unhealthy - min(age, watch)
+                which = min(left, key=lambda k: left[k])
+                wait = max(left[which], grace - s.assigned_age if s.assigned_age is not None else 0.0)
+                if wait <= 0:
+                    age = {"silent": h["ping_age"], "silent_db": h["db_age"]}.get(which, h.get("confirmed_age", 0.0))
+                    kind = {"unconfirmed": "owner_unconfirmed", "silent": "owner_silent"}.get(
+                        which, "owner_silent" if mode == "db" else "owner_db_silent")
+                    reason = f"{kind}_{age:.1f}s_{mode}_mode"
+                else:
+                    at = read_at + wait + 0.02
+                    deadline = at if deadline is None else min(deadline, at)
             if reason is None:
                 continue
             if not free:
@@ -377,14 +453,19 @@ class Master(BaseNode):
             if not ok:
                 log.warning("promotion of %s for shard %d refused (lease or shard changed)", candidate, s.shard_id)
                 continue
+            self.decisions += 1
             self.no_candidate_logged.discard(s.shard_id)
             event = "shard_move" if s.owner else "promotion"
+            conf = confirmations.get(s.shard_id) or {}
+            fence_left = conf.get("fence_left")
             logs.state(log, event, shard=s.shard_id, owner=candidate, previous=s.owner or "-",
-                       shard_epoch=s.epoch + 1, master_epoch=self.epoch, reason=reason, mode=mode)
+                       shard_epoch=s.epoch + 1, master_epoch=self.epoch, reason=reason, mode=mode,
+                       fence_left="none" if fence_left is None else f"{fence_left:.2f}s")
             node = next((n for n in nodes if n.node_id == candidate), None)
             if node and node.control_port:
                 asyncio.ensure_future(self.request_json("POST", node.host, node.control_port, "/control/refresh",
                                                         {}, timeout=1.0))
+        self.next_deadline = deadline
 
     async def push_settings(self) -> None:
         if self.settings_revision == self.pushed_revision or self.settings_revision < 0:
@@ -551,6 +632,17 @@ class Master(BaseNode):
                 return bad(f"{target} already owns shard {owned}")
             if not self.primary_now():
                 return self._not_primary()
+            # No needless wait: ask the old owner to stop and record that on the DB clock
+            # (fence_until = now), so the new owner may start at once. Without its answer the
+            # new owner waits out what fence_until says, as in a failover.
+            released = False
+            old = next((n for n in nodes if n.node_id == shard.owner), None) if shard.owner else None
+            if old is not None and old.control_port:
+                res = await self.request_json("POST", old.host, old.control_port, "/control/release",
+                                              {"shard": shard_id, "epoch": shard.epoch}, timeout=1.5)
+                released = bool(res and res.get("released"))
+            if not self.primary_now():
+                return self._not_primary()
             ok = await self.store.call(self.storage.promote, shard_id, shard.epoch, target, self.cfg.node_id,
                                        self.epoch)
             if not ok:
@@ -559,12 +651,13 @@ class Master(BaseNode):
                 return web.json_response({"error": f"shard {shard_id} changed meanwhile; retry"}, status=409)
             epoch = shard.epoch + 1
             logs.state(log, "shard_move", shard=shard_id, owner=target, previous=shard.owner or "-", epoch=epoch,
-                       master_epoch=self.epoch, reason="planned", mode=mode)
+                       master_epoch=self.epoch, reason="planned", mode=mode, released="yes" if released else "no")
             self.no_candidate_logged.discard(shard_id)
         # Poke the new owner (as a failover does) and the old one (it also finds out by itself
         # within one tick; its writes are refused by the epoch check either way).
-        for n in nodes:
-            if n.node_id in (target, shard.owner) and n.control_port:
+        for nid in (target, shard.owner):
+            n = next((x for x in nodes if x.node_id == nid), None)
+            if n is not None and n.control_port:
                 asyncio.ensure_future(self.request_json("POST", n.host, n.control_port, "/control/refresh", {},
                                                         timeout=1.0))
         return web.json_response({"shard": {"id": shard_id, "owner": target, "previous": shard.owner,

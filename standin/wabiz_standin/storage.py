@@ -219,12 +219,22 @@ class Storage(abc.ABC):
         """Create or upgrade the schema (primary master only). Returns (from, to)."""
         current, _ = self.check_compatible(to_version)
         if current >= to_version:
+            if current >= 1:
+                self.ensure_fence_columns()
             return current, current
         with self.cursor() as cur:
             for stmt in S.migration_statements(self.engine, current, to_version):
                 cur.execute(stmt)
+            for stmt in S.fence_statements(self.engine):
+                cur.execute(stmt)
             cur.execute(self.q("write_schema_version"), (to_version, S.SCHEMA_COMPAT[to_version], by))
         return current, to_version
+
+    def ensure_fence_columns(self) -> None:
+        """The shard map's confirmation columns (idempotent; a database made before them)."""
+        with self.cursor() as cur:
+            for stmt in S.fence_statements(self.engine):
+                cur.execute(stmt)
 
     # -- lease ---------------------------------------------------------------------------
     def read_lease(self) -> Lease:
@@ -279,6 +289,29 @@ class Storage(abc.ABC):
 
     def owned_shards(self, owner: str) -> list[tuple[int, int]]:
         return [(int(a), int(b)) for a, b in self.fetchall("read_owned_shards", (owner,))]
+
+    def owned_shards_fence(self, owner: str) -> list[tuple[int, int, float | None]]:
+        """(shard_id, epoch, fence_left): fence_left = seconds until no earlier owner of the
+        shard may still be accepting (DB clock; <= 0 passed; None = cannot be shown)."""
+        return [(int(a), int(b), None if c is None else float(c))
+                for a, b, c in self.fetchall("read_owned_shards_fence", (owner,))]
+
+    def confirm_shard(self, shard_id: int, owner: str, epoch: int, pad: float) -> bool:
+        """Stamp this owner's confirmation with the DB clock (only while the row names it at
+        ``epoch``); raises the shard's fence_until to now + pad."""
+        return self.execute("confirm_shard", (pad, pad, shard_id, owner, epoch)) == 1
+
+    def release_shard(self, shard_id: int, owner: str, epoch: int) -> bool:
+        """A planned move: this owner has stopped accepting; fence_until = now (DB clock)."""
+        return self.execute("release_shard", (shard_id, owner, epoch)) == 1
+
+    def shard_confirmations(self) -> dict[int, dict[str, Any]]:
+        """Per active shard: owner, epoch, confirmed_epoch, confirmed_age, fence_left (DB clock)."""
+        rows = S.rows_as_dicts("read_shard_confirmations", self.fetchall("read_shard_confirmations"))
+        for r in rows:
+            r["epoch"] = int(r["epoch"])
+            r["confirmed_epoch"] = None if r["confirmed_epoch"] is None else int(r["confirmed_epoch"])
+        return {int(r["shard_id"]): r for r in rows}
 
     # -- nodes ---------------------------------------------------------------------------
     def register_node(self, node_id: str, kind: str, host: str, ports: tuple[int, ...], version: str,

@@ -545,6 +545,7 @@ class Webapp(BaseNode):
         msg_id = "gBEG" + uuid.uuid4().hex.upper()
         deadline = time.monotonic() + SEND_RETRY_SECONDS
         code, last = 1011, "no route"
+        moved = False
         while True:
             if not self.routes:
                 await self.refresh_routes(force=True)
@@ -563,11 +564,15 @@ class Webapp(BaseNode):
                                            f"{route[3]}:{route[4]}"
                     else:
                         code, last = 1018, f"{route[1]} did not accept the message: {res.get('error')}"
+                        # A planned move: the old owner held the request until the shard moved;
+                        # re-route at once.
+                        moved = res.get("_status") == 409 and "moved" in str(res.get("error", ""))
                 else:
                     code, last = 1011, f"shard {route[0]} has no primary coreapp"
             if time.monotonic() >= deadline:
                 return self.error(code, f"message not accepted: {last}")
-            await asyncio.sleep(0.2)
+            await asyncio.sleep(0.02 if moved else 0.2)
+            moved = False
             await self.refresh_routes(force=True)
 
     async def h_message_get(self, request: web.Request) -> web.Response:

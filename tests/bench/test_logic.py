@@ -79,3 +79,38 @@ def test_longest_gap_counts_the_window_edges():
     reqs = [{"t": t, "dt": 0.0, "ok": ok} for t, ok in [(1.0, True), (2.0, False), (5.0, True)]]
     assert _longest_gap(reqs, 0.0, 6.0) == pytest.approx(4.0)
     assert _longest_gap([], 0.0, 6.0) == pytest.approx(6.0)
+
+
+def test_downtime_is_per_shard_so_a_healthy_shard_does_not_hide_a_failed_one():
+    """Two shards, requests alternating between them; only shard 0's owner fails (5..18 s). The
+    successes of shard 1 must not end shard 0's downtime (a 2-shard run understated it)."""
+    reqs = []
+    for i in range(300):
+        t, shard = i * 0.1, i % 2
+        ok = not (shard == 0 and 5.0 <= t < 18.0)
+        reqs.append({"t": t, "dt": 0.01, "ok": ok, "status": 201 if ok else 500, "id": f"m{i}" if ok else None,
+                     "shard": shard})
+    rec = {"started": 0.0, "requests": reqs, "polls": [{"t": t * 0.5, "ok": True, "owners": {}, "roles": {}}
+                                                      for t in range(60)], "settings": SETTINGS, "lost": [], "shards": 2}
+    rep = probe.analyze_record(rec, fault_at=4.0, bound=12.0)
+    assert rep["downtime_s"] == pytest.approx(13.01, abs=1e-6)
+    assert rep["downtime_by_shard_s"] == {"0": pytest.approx(13.01, abs=1e-6), "1": 0.0}
+    assert rep["worst_shard"] == "0" and rep["shards"] == 2 and not rep["within_bound"]
+    for r in reqs:
+        del r["shard"]  # an older record without shards: one group, as before
+    assert probe.analyze_record(rec, fault_at=4.0, bound=12.0)["downtime_s"] == pytest.approx(0.11, abs=1e-6)
+
+
+def test_shard_of_a_recipient_is_the_stand_ins_routing():
+    import importlib.util
+
+    from bench.common import ROOT
+
+    spec = importlib.util.spec_from_file_location("cluster_schema_for_bench",
+                                                  ROOT / "plugins" / "module_utils" / "cluster_schema.py")
+    S = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(S)
+    for n in range(200):
+        to = f"1555{n:07d}"
+        for shards in (1, 2, 4, 32):
+            assert probe.shard_for(to, shards) == S.shard_for(to, shards)

@@ -385,3 +385,149 @@ def test_heartbeat_failover_within_unhealthy_plus_heartbeat(make_cluster) -> Non
     assert not watcher.overlaps, f"two connected coreapps at once: {watcher.overlaps}"
     lines = [x for p in c.procs.values() if p.kind == "master" for x in p.state_lines("shard_move")]
     assert len(lines) >= 3 and all("mode=heartbeat" in x for x in lines)
+
+
+class Client(threading.Thread):
+    """Sends messages through webapp1 without pause; records (sent, answered, status, shard)
+    for the client-seen downtime per shard and the acknowledged ids for the loss check."""
+
+    def __init__(self, c: Cluster, shards: int = 1, prefix: int = 18000000000) -> None:
+        super().__init__(daemon=True)
+        self.c, self.shards, self.prefix, self.stop = c, shards, prefix, threading.Event()
+        self.records: list[tuple[float, float, int, int]] = []
+        self.acked: list[str] = []
+
+    def run(self) -> None:
+        n = 0
+        while not self.stop.is_set():
+            n += 1
+            to = str(self.prefix + n % 89)
+            t0 = time.monotonic()
+            try:
+                status, body = self.c.send(to, text=f"m{n}", timeout=10)
+            except OSError:
+                status, body = 0, None
+            self.records.append((t0, time.monotonic(), status, S.shard_for(to, self.shards)))
+            if status == 201:
+                self.acked.append(body["messages"][0]["id"])
+            else:
+                time.sleep(0.05)
+
+    def downtime(self, shard: int, since: float) -> float:
+        """First failed request of ``shard`` after ``since`` to the end of the first success after it."""
+        recs = sorted(r for r in self.records if r[3] == shard and r[0] >= since)
+        first = next((r for r in recs if r[2] != 201), None)
+        if first is None:
+            return 0.0
+        back = next((r for r in recs if r[2] == 201 and r[0] > first[0]), None)
+        return float("inf") if back is None else back[1] - first[0]
+
+    def longest_wait(self, since: float, until: float) -> float:
+        return max((r[1] - r[0] for r in self.records if since <= r[0] <= until), default=0.0)
+
+
+def _db_lost_owner_is_replaced(make_cluster, db_server, masters: int) -> None:
+    proxy = StallProxy(db_server.host, db_server.port)
+    c = make_cluster()
+    for i in range(masters):
+        c.start_node("master", f"master{i + 1}")
+    c.start_node("coreapp", "coreapp1", {"WA_DB_PORT": str(proxy.port)})
+    try:
+        wait_for(lambda: c.connected_coreapps() == ["coreapp1"], 30, what="coreapp1 owner")
+        c.start_node("coreapp", "coreapp2")
+        c.start_node("webapp", "webapp1")
+        wait_for(c.webapp_up, 20, what="webapp1 up")
+        c.login()
+        wait_for(lambda: (c.ping("coreapp2") or {}).get("gateway_status") == "disconnected", 20, what="a spare")
+        time.sleep(UNHEALTHY)  # the spare is seen healthy by every master
+        client = Client(c)
+        client.start()
+        watcher = ConnectedWatcher(c)
+        watcher.start()
+        time.sleep(1.5)
+        t0 = time.monotonic()
+        proxy.paused.set()  # coreapp1 loses the database; it keeps answering pings
+        wait_for(lambda: c.owners()[0] == "coreapp2", UNHEALTHY + 15, interval=0.1,
+                 what="the owner that lost the database to be replaced")
+        decided = time.monotonic() - t0
+        wait_for(lambda: c.connected_coreapps() == ["coreapp2"], 10, interval=0.1, what="coreapp2 connected")
+        took = time.monotonic() - t0
+        assert c.ping("coreapp1") is not None, "the cut-off owner still answers pings"
+        time.sleep(2.0)
+        client.stop.set()
+        watcher.stop.set()
+        client.join(15)
+        watcher.join()
+        down = client.downtime(0, t0 - 1)
+        lines = [x for p in c.procs.values() if p.kind == "master" for x in p.state_lines("shard_move")]
+        print(f"owner lost the database ({masters} masters): replaced after {decided:.2f}s, new owner connected "
+              f"after {took:.2f}s, client-seen downtime {down:.2f}s (unhealthy {UNHEALTHY}s); {lines[-1:]}")
+        assert not watcher.overlaps, f"two connected owners at once: {watcher.overlaps}"
+        assert lines and "mode=heartbeat" in lines[-1]
+        assert took < UNHEALTHY + 1.0 + 1.5, "replaced within unhealthy_interval + 1 s (+ polling/load margin)"
+        assert down < UNHEALTHY + 1.0 + 1.5
+        st = c.storage()
+        assert not set(client.acked) - st.message_ids(client.acked), "acknowledged messages lost"
+        st.close()
+        proxy.paused.clear()
+        wait_for(lambda: c.procs["coreapp1"].state_lines("demotion"), 15, what="the old owner sees the loss")
+        assert c.connected_coreapps() == ["coreapp2"]
+    finally:
+        proxy.paused.clear()
+        proxy.close()
+
+
+def test_owner_that_lost_the_database_but_answers_pings_is_replaced_two_masters(make_cluster, db_server) -> None:
+    """Database monitoring is always on: an owner cut off from the database whose pings still
+    answer fences itself, so the masters must replace it even with two of them watching pings."""
+    _db_lost_owner_is_replaced(make_cluster, db_server, 2)
+
+
+def test_owner_that_lost_the_database_but_answers_pings_is_replaced_three_masters(make_cluster, db_server) -> None:
+    _db_lost_owner_is_replaced(make_cluster, db_server, 3)
+
+
+def test_planned_move_needs_no_fence_wait_and_refuses_nothing(make_cluster) -> None:
+    """A planned move: the primary asks the old owner to stop and record that on the DB clock, then
+    promotes; the new owner accepts at once (no fence wait), requests in between are held
+    briefly, none fails; never two connected owners; nothing acknowledged is lost."""
+    c = make_cluster().start(masters=2, coreapps=3, webapps=1)
+    started(c)
+    c.login()
+    time.sleep(UNHEALTHY)  # every spare seen healthy
+    client = Client(c)
+    client.start()
+    watcher = ConnectedWatcher(c)
+    watcher.start()
+    waits, lines = [], []
+    try:
+        for _ in range(3):
+            time.sleep(1.5)
+            old = c.owners()[0]
+            spare = next(n for n in ("coreapp1", "coreapp2", "coreapp3") if n != old)
+            t0 = time.monotonic()
+            status, body = c.api("POST", "/v1/account/shards/0/owner", {"owner": spare})
+            t1 = time.monotonic()
+            assert status == 200 and body["shard"]["owner"] == spare, body
+            wait_for(lambda s=spare: s in c.connected_coreapps(), 5, interval=0.05, what="the new owner connected")
+            time.sleep(1.0)
+            waits.append(client.longest_wait(t0 - 0.5, t1 + 0.5))
+    finally:
+        client.stop.set()
+        watcher.stop.set()
+        client.join(15)
+        watcher.join()
+    for p in c.procs.values():
+        if p.kind == "master":
+            lines += p.state_lines("shard_move")
+    failed = [r for r in client.records if r[2] != 201]
+    st = c.storage()
+    lost = set(client.acked) - st.message_ids(client.acked)
+    st.close()
+    print(f"planned moves: longest wait for an acknowledgement per move {[round(w, 3) for w in waits]} s "
+          f"(fence {FENCE}s), {len(failed)} failed of {len(client.records)}; {lines[-1:]}")
+    assert not failed, f"requests failed during planned moves: {failed[:5]}"
+    assert not lost and len(client.acked) > 50
+    assert not watcher.overlaps, f"two connected owners at once: {watcher.overlaps}"
+    assert len(lines) == 3 and all("released=yes" in x for x in lines), lines
+    assert max(waits) < FENCE - 0.5, "no fence wait: well under the fence time (goal 0.5 s; margin for load)"
