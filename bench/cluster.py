@@ -29,6 +29,7 @@ TESTBED = "testbed"
 IMAGES = ["wabiz-standin/coreapp:v2.53.2", "wabiz-standin/web:v2.53.2"]
 PROBE = ROOT / "playbooks" / "files" / "drill_probe.py"
 WEBAPPS = {"webapp1": "172.28.10.16", "webapp2": "172.28.10.17"}
+ADMIN_PASSWORD_SUFFIX = "-Aa1"  # inventories/testbed/group_vars/all.yml appends it to the generated password
 NODE_HOSTS = ["master1", "master2", "coreapp1", "coreapp2", "coreapp3", "webapp1", "webapp2"]
 ADDRESSES = {"master1": "172.28.10.11", "master2": "172.28.10.12", "coreapp1": "172.28.10.13",
              "coreapp2": "172.28.10.14", "coreapp3": "172.28.10.15", **WEBAPPS}
@@ -114,7 +115,9 @@ class Testbed:
     @property
     def password(self) -> str:
         if self._password is None:
-            self._password = (INVENTORY / ".secrets" / "admin_password").read_text().strip()
+            # As inventories/testbed/group_vars/all.yml builds wabiz_admin_password: the generated part
+            # plus the suffix that gives it every character class the API's password rules want.
+            self._password = (INVENTORY / ".secrets" / "admin_password").read_text().strip() + ADMIN_PASSWORD_SUFFIX
         return self._password
 
     def api_urls(self) -> list[str]:
