@@ -266,7 +266,9 @@ def _set_shards(c: Cluster, shards: int) -> None:
     """Log in once (the first login sets the admin password the checks then use) and set the
     shard count through the API, retried while the primary settles (503)."""
     c.login("webapp1", PASSWORD)
-    wait_for(lambda: c.api("POST", "/v1/account/shards", {"shards": shards}, timeout=10)[0] == 200, 60,
+    # The contract: the account's cc and phone_number with the count, 201 Created.
+    body = {"cc": "1", "phone_number": "6505550100", "shards": shards}
+    wait_for(lambda: c.api("POST", "/v1/account/shards", body, timeout=10)[0] == 201, 60,
              interval=1, what=f"the shard count to be set to {shards}")
 
 
