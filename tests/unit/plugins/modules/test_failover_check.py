@@ -8,7 +8,6 @@ from __future__ import annotations
 import copy
 import json
 
-import pytest
 from ansible_collections.wabiz.cluster.plugins.module_utils import _health_judge as hj
 from ansible_collections.wabiz.cluster.plugins.module_utils._cluster_api import (
     parse_health,
@@ -191,13 +190,6 @@ def test_table():
 
 
 # -- the module, in process, against the contract webapp ---------------------------------------------
-@pytest.fixture
-def web():
-    w = cw.ContractWebapp()
-    yield w
-    w.close()
-
-
 def args(web, **kw):
     return dict({"api_url": web.url, "api_password": cw.PASSWORD}, **kw)
 

@@ -161,13 +161,6 @@ def test_mark_read_uses_the_messages_endpoint():
 
 
 # -- the module, in process ------------------------------------------------------------------------
-@pytest.fixture
-def web():
-    w = cw.ContractWebapp()
-    yield w
-    w.close()
-
-
 def args(web, **kw):
     return dict({"api_url": web.url, "api_password": cw.PASSWORD, "wait_timeout": 5}, **kw)
 

@@ -115,13 +115,6 @@ def test_the_count_body_is_the_contracts():
 
 
 # -- the module, in process ------------------------------------------------------------------------
-@pytest.fixture
-def web():
-    w = cw.ContractWebapp()
-    yield w
-    w.close()
-
-
 def args(web, **kw):
     return dict({"api_url": web.url, "api_password": cw.PASSWORD, "wait_timeout": 5}, **kw)
 
