@@ -42,7 +42,7 @@ test: deps
 
 lint: deps
 	@$(STAGE) ruff ruff check .
-	@$(STAGE) shellcheck shellcheck scripts/*.sh images/*/entrypoint images/host/host-init images/base/build-rootfs.sh .ci/run
+	@$(STAGE) shellcheck shellcheck scripts/*.sh images/*/entrypoint images/bare/machine-init images/base/build-rootfs.sh .ci/run
 	@$(STAGE) yamllint yamllint -s .
 	@$(STAGE) ansible-lint ansible-lint --offline -q
 	@$(STAGE) role-docs $(PY) scripts/role_docs.py --check

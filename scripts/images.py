@@ -44,6 +44,7 @@ class Image:
     parent: str | None = None
     extra: dict[str, Path] = field(default_factory=dict)  # name in context -> source path
     build_args: dict[str, str] = field(default_factory=dict)
+    suite: str = SUITE  # the Debian release a debootstrap base is made of
 
 
 def _compose_v2_binary() -> Path:
@@ -71,7 +72,12 @@ def catalogue() -> dict[str, Image]:
     base = "wabiz/base:bookworm"
     images = [
         Image("base", [base]),
-        Image("host", ["wabiz/host:bookworm"], IMAGES_DIR / "host", base,
+        Image("base-trixie", ["wabiz/base:trixie"], suite="trixie"),
+        # Testbed machines: bare ones (sshd, sudo, python3) on both releases, and the one with
+        # the roles' packages preinstalled.
+        Image("bare", ["wabiz/bare:bookworm"], IMAGES_DIR / "bare", base),
+        Image("bare-trixie", ["wabiz/bare:trixie"], IMAGES_DIR / "bare", "wabiz/base:trixie"),
+        Image("host", ["wabiz/host:bookworm"], IMAGES_DIR / "host", "wabiz/bare:bookworm",
               extra={"docker-compose-v2": _compose_v2_binary()}),
         Image("mariadb", ["wabiz/mariadb:10.11", *MYSQL_COMPAT_TAGS], IMAGES_DIR / "mariadb", base),
         Image("postgres", ["wabiz/postgres:15", *POSTGRES_COMPAT_TAGS], IMAGES_DIR / "postgres", base),
@@ -136,7 +142,7 @@ def _hash_path(h: hashlib._Hash, path: Path) -> None:
 def recipe_hash(img: Image) -> str:
     h = hashlib.sha256()
     if img.context is None:
-        h.update(f"debootstrap {SUITE} {' '.join(base_packages())}".encode())
+        h.update(f"debootstrap {img.suite} {' '.join(base_packages())}".encode())
         h.update((IMAGES_DIR / "base" / "build-rootfs.sh").read_bytes())
     else:
         _hash_path(h, img.context)
@@ -156,7 +162,7 @@ def base_packages() -> list[str]:
 def build_base(img: Image, digest: str) -> None:
     with tempfile.TemporaryDirectory(prefix="wabiz-rootfs-", dir="/var/tmp") as tmp:
         rootfs = Path(tmp) / "rootfs"
-        subprocess.run(["bash", str(IMAGES_DIR / "base" / "build-rootfs.sh"), str(rootfs), SUITE, MIRROR,
+        subprocess.run(["bash", str(IMAGES_DIR / "base" / "build-rootfs.sh"), str(rootfs), img.suite, MIRROR,
                         ",".join(base_packages())], check=True)
         tar = subprocess.Popen(["tar", "-C", str(rootfs), "-c", "."], stdout=subprocess.PIPE)
         imp = subprocess.run(

@@ -1,14 +1,16 @@
 #!/usr/bin/env python3
 """A multi-host testbed on one machine: nested-Docker "machines" on a project network.
 
-Each cluster host is a container of ``wabiz/host:bookworm`` that runs its own Docker engine, with
-a fixed address on a project-owned network; database and NFS hosts run the project's server
-images. The testbed writes an Ansible inventory for them (``community.docker.docker``
-connection), copies images into the hosts, and tears everything down again. Everything it
-creates is named ``wabiz-tb-<testbed>-...`` and labelled ``wabiz.testbed=<testbed>``; it never
-touches anything else.
+Each cluster host is a container with a fixed address on a project-owned network that runs its own
+Docker engine (nested): ``wabiz/host:bookworm`` has the roles' packages preinstalled,
+``wabiz/bare:bookworm`` and ``wabiz/bare:trixie`` have only python3, sshd and sudo. Database and
+NFS hosts run the project's server images. Every machine is reached as a user's machines are: over
+SSH, as the ordinary user ``ops`` with a key, becoming root with sudo (the testbed creates the user
+at start, as cloud-init would). The testbed writes an Ansible inventory for them, copies images into
+the hosts' engines, and tears everything down again. Everything it creates is named
+``wabiz-tb-<testbed>-...`` and labelled ``wabiz.testbed=<testbed>``; it never touches anything else.
 
-    testbed.py up NAME --host master1:masters --host coreapp1:coreapps --db mariadb --nfs
+    testbed.py up NAME --host master1:masters --host coreapp1:coreapps/bare-trixie --db mariadb --nfs
     testbed.py load NAME IMAGE [IMAGE ...] [--hosts h1,h2]
     testbed.py inventory NAME
     testbed.py down NAME | --all
@@ -20,6 +22,7 @@ import argparse
 import hashlib
 import ipaddress
 import json
+import socket
 import subprocess
 import sys
 import time
@@ -35,6 +38,13 @@ STATE_DIR = ROOT / ".build" / "testbed"
 LABEL = "wabiz.testbed"
 PREFIX = "wabiz-tb"
 HOST_IMAGE = "wabiz/host:bookworm"
+# The images a --host may name after a slash (NAME:GROUPS/KIND); the default is "ready".
+HOST_IMAGES = {"ready": HOST_IMAGE, "bare": "wabiz/bare:bookworm", "bare-trixie": "wabiz/bare:trixie"}
+SSH_USER = "ops"
+SSH_KEY = STATE_DIR / "ssh" / "id_ed25519"
+# Host keys change with every new testbed on the same addresses: not worth remembering.
+SSH_ARGS = ("-o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o LogLevel=ERROR "
+            "-o ControlMaster=auto -o ControlPersist=120s")
 DB_IMAGES = {"mariadb": "wabiz/mariadb:10.11", "postgres": "wabiz/postgres:15"}
 NFS_IMAGE = "wabiz/nfs:ganesha"
 DEFAULT_SUBNET = "172.28.10.0/24"
@@ -101,11 +111,15 @@ def plan(hosts: list[str], db: str | None, nfs: bool, subnet: str) -> list[Machi
     if nfs:
         machines.append(Machine("nfs", "nfs", str(net[6]), ["nfs_server", "wabiz_nfs"], NFS_IMAGE))
     for i, spec in enumerate(hosts):
+        spec, _, kind = spec.partition("/")
         name, _, groups = spec.partition(":")
         if not name or name in seen or name in ("db", "nfs"):
             raise SystemExit(f"bad or duplicate host name '{name}' in '{spec}'")
+        if (kind or "ready") not in HOST_IMAGES:
+            raise SystemExit(f"unknown machine kind '{kind}' for {name}: choose one of {', '.join(HOST_IMAGES)}")
         seen.add(name)
-        machines.append(Machine(name, "host", str(net[11 + i]), [g for g in groups.split(",") if g]))
+        machines.append(Machine(name, "host", str(net[11 + i]), [g for g in groups.split(",") if g],
+                                HOST_IMAGES[kind or "ready"]))
     return machines
 
 
@@ -135,17 +149,59 @@ def _run_machine(client: docker.DockerClient, testbed: str, m: Machine) -> None:
         )
     elif m.kind == "nfs":
         kwargs.update(cap_add=NFS_CAPS, security_opt=HOST_SECURITY,
-                      environment={"NFS_CLIENTS": "*"})
+                      environment={"NFS_CLIENTS": "*", "WABIZ_SSHD": "1"})
+    else:
+        kwargs.update(environment={"WABIZ_SSHD": "1"})
     # Create unattached, then attach with the fixed address, then start.
     c = client.containers.create(m.image, **{k: v for k, v in kwargs.items() if k != "network"})
     client.networks.get(network_name(testbed)).connect(c, ipv4_address=m.address)
     c.start()
 
 
+def ssh_key() -> Path:
+    """The testbed's login key (made once per checkout); its public half goes into every machine."""
+    if not SSH_KEY.exists():
+        SSH_KEY.parent.mkdir(parents=True, exist_ok=True)
+        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "wabiz-testbed", "-f", str(SSH_KEY)],
+                       check=True)
+    return SSH_KEY
+
+
+# What cloud-init does on a new machine: an ordinary user that logs in with the key and may sudo.
+_LOGIN_USER = """set -e
+id {user} >/dev/null 2>&1 || useradd -m -s /bin/bash {user}
+install -d -m 0700 -o {user} -g {user} /home/{user}/.ssh
+printf '%s\n' '{key}' >/home/{user}/.ssh/authorized_keys
+chown {user}:{user} /home/{user}/.ssh/authorized_keys
+chmod 0600 /home/{user}/.ssh/authorized_keys
+echo '{user} ALL=(ALL) NOPASSWD:ALL' >/etc/sudoers.d/90-{user}
+chmod 0440 /etc/sudoers.d/90-{user}
+"""
+
+
+def _add_login_user(client: docker.DockerClient, testbed: str, m: Machine) -> None:
+    key = Path(str(ssh_key()) + ".pub").read_text().strip()
+    c = client.containers.get(m.container(testbed))
+    res = c.exec_run(["sh", "-c", _LOGIN_USER.format(user=SSH_USER, key=key)])
+    if res.exit_code != 0:
+        raise SystemExit(f"{c.name}: creating the login user failed: {res.output.decode(errors='replace')}")
+
+
+def _ssh_answers(address: str) -> bool:
+    """sshd has its banner out: the machine can be logged in to."""
+    try:
+        with socket.create_connection((address, 22), timeout=1) as sock:
+            sock.settimeout(1)
+            return sock.recv(4).startswith(b"SSH-")
+    except OSError:
+        return False
+
+
 def _wait_ready(client: docker.DockerClient, testbed: str, m: Machine, timeout: float = 90) -> None:
     c = client.containers.get(m.container(testbed))
     probe = {
-        "host": ["docker", "info", "--format", "{{.ServerVersion}}"],
+        # A bare host has no engine until the roles install one.
+        "host": ["sh", "-c", "! command -v dockerd >/dev/null || docker info --format '{{.ServerVersion}}'"],
         "db": ["sh", "-c", "mariadb-admin ping >/dev/null 2>&1 || pg_isready -q"],
         "nfs": ["grep", "-q", "NOT IN GRACE", "/var/log/ganesha/ganesha.log"],
     }[m.kind]
@@ -154,7 +210,8 @@ def _wait_ready(client: docker.DockerClient, testbed: str, m: Machine, timeout: 
         c.reload()
         if c.status != "running":
             raise SystemExit(f"{c.name} stopped while starting; its log:\n{c.logs(tail=30).decode(errors='replace')}")
-        if c.exec_run(probe).exit_code == 0:
+        if c.exec_run(probe).exit_code == 0 and _ssh_answers(m.address):
+            _add_login_user(client, testbed, m)
             return
         time.sleep(0.5)
     raise SystemExit(f"{c.name} not ready after {timeout:.0f}s; its log:\n{c.logs(tail=30).decode(errors='replace')}")
@@ -173,6 +230,7 @@ def up(testbed: str, hosts: list[str], db: str | None, nfs: bool, subnet: str) -
         ipam = docker.types.IPAMConfig(pool_configs=[docker.types.IPAMPool(subnet=subnet)])
         client.networks.create(net, driver="bridge", ipam=ipam, labels={LABEL: testbed})
     start = time.monotonic()
+    ssh_key()
     for m in machines:
         _run_machine(client, testbed, m)
     with ThreadPoolExecutor(max_workers=8) as pool:
@@ -198,28 +256,40 @@ def inventory_path(testbed: str) -> Path:
 
 
 def write_inventory(testbed: str, machines: list[Machine]) -> Path:
-    """An Ansible inventory (YAML) of the machines, reached through the Docker CLI connection."""
+    """An Ansible inventory (YAML) of the machines, as a user's: SSH, an ordinary user, sudo."""
     groups: dict[str, dict] = {}
     all_hosts: dict[str, dict] = {}
     for m in machines:
-        all_hosts[m.name] = {
-            "ansible_connection": "community.docker.docker",
-            "ansible_host": m.container(testbed),
-            "ansible_python_interpreter": "/usr/bin/python3",
-            # The address the other machines reach it at, as a user's inventory says it; the
-            # testbed's own tests read testbed_address.
-            "wabiz_external_hostname": m.address,
-            "testbed_address": m.address,
-        }
+        # The address Ansible uses is also the one the other machines reach it at.
+        all_hosts[m.name] = {"ansible_host": m.address, "wabiz_external_hostname": m.address}
         for g in m.groups:
             groups.setdefault(g, {"hosts": {}})["hosts"][m.name] = {}
-    inv = {"all": {"hosts": all_hosts, "children": groups,
-                   "vars": {"ansible_pipelining": True, "testbed_name": testbed}}}
+    # The connection is a group's, not all's: the controller's implicit localhost keeps its own.
+    groups["testbed_machines"] = {"hosts": {m.name: {} for m in machines}, "vars": ssh_vars()}
+    inv = {"all": {"hosts": all_hosts, "children": groups, "vars": {
+        "testbed_name": testbed,
+        # failover_drill.yml's drill_scope=machine: a machine's power is its container.
+        "drill_machine_kill": ["docker", "kill", f"{PREFIX}-{testbed}-{{{{ item }}}}"],
+        "drill_machine_start": ["docker", "start", f"{PREFIX}-{testbed}-{{{{ item }}}}"],
+    }}}
     path = inventory_path(testbed)
     path.parent.mkdir(parents=True, exist_ok=True)
     # JSON is valid YAML and needs no extra library here.
     path.write_text(json.dumps(inv, indent=2) + "\n")
     return path
+
+
+def ssh_vars() -> dict:
+    """How Ansible reaches every testbed machine."""
+    return {
+        "ansible_connection": "ssh",
+        "ansible_user": SSH_USER,
+        "ansible_become": True,
+        "ansible_ssh_private_key_file": str(ssh_key()),
+        "ansible_ssh_common_args": SSH_ARGS,
+        "ansible_python_interpreter": "/usr/bin/python3",
+        "ansible_pipelining": True,
+    }
 
 
 def _images_tar(images: list[str]) -> Path:
@@ -242,6 +312,12 @@ def load_images(testbed: str, images: list[str], only: list[str] | None = None) 
     """Get images into every host's own engine (skipping hosts that already have them)."""
     client = _client()
     targets = [m for m in load_state(testbed) if m.kind == "host" and (not only or m.name in only)]
+    # A bare host gets its engine from the roles; images can be copied in after that.
+    no_engine = [m.name for m in targets
+                 if client.containers.get(m.container(testbed)).exec_run(["docker", "info"]).exit_code != 0]
+    if no_engine:
+        log(f"no Docker engine answering on {', '.join(no_engine)}: not loading images there")
+        targets = [m for m in targets if m.name not in no_engine]
 
     def wanted(m: Machine) -> list[str]:
         c = client.containers.get(m.container(testbed))

@@ -21,7 +21,8 @@
 - Every failure is an ApiError with a ``kind`` and one sentence that never holds a secret
   (``_api_errors``); the options are checked before by ``_cluster_options.check_options``.
 
-Only ansible.module_utils.urls (open_url) is used: the hosts may lack ``requests``.
+HTTP goes through ``_api_transport`` (ansible's open_url only: the hosts may lack ``requests``);
+the token file is ``_api_token_cache``.
 """
 
 from __future__ import absolute_import, division, print_function
@@ -29,18 +30,13 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import base64
-import hashlib
 import json
-import math
-import os
 import socket
 import ssl
-import tempfile
 import time
 
 from ansible.module_utils.six.moves import http_client
 from ansible.module_utils.six.moves.urllib.error import HTTPError, URLError
-from ansible.module_utils.urls import Request, make_context
 from ansible_collections.wabiz.cluster.plugins.module_utils._api_errors import (
     CLOSED,
     ApiError,
@@ -55,40 +51,19 @@ from ansible_collections.wabiz.cluster.plugins.module_utils._api_errors import (
     secret_forms,
     short,
 )
+from ansible_collections.wabiz.cluster.plugins.module_utils._api_token_cache import TokenCache
+from ansible_collections.wabiz.cluster.plugins.module_utils._api_transport import (
+    content_type_of,
+    http_json,
+    open_url,
+    parse_body,
+    retry_after_seconds,
+    tls_context,
+)
 from ansible_collections.wabiz.cluster.plugins.module_utils._cluster_options import MAX_RATE_LIMIT_WAIT, MAX_RETRIES
 
-TOKEN_REFRESH_MARGIN = 300  # seconds: a cached token this close to expiry is renewed
-
-
-# ansible's Request.open installs its opener process-wide and then opens through the global one,
-# so with calls in parallel threads one call may go out through another's opener. Every call of
-# a run therefore uses the same TLS context (made once from validate_certs and ca_path): then all
-# the openers are alike and such a swap is harmless. Measured before: ~1% of parallel HTTPS calls
-# failed certificate checks they should have passed (or skipped).
-_CONTEXTS = {}
-_RUN_CONTEXT = []
-
-
-def tls_context(validate_certs=True, ca_path=None, for_run=False):
-    """The SSL context for these settings, made once and then shared; ``for_run`` makes it the
-    one plain-HTTP calls use too (the API client's, set when it is created)."""
-    key = (bool(validate_certs), ca_path or "")
-    if key not in _CONTEXTS:
-        _CONTEXTS[key] = make_context(cafile=ca_path, validate_certs=bool(validate_certs))
-    if for_run or not _RUN_CONTEXT:
-        _RUN_CONTEXT[:] = [_CONTEXTS[key]]
-    return _CONTEXTS[key]
-
-
-def open_url(url, data=None, headers=None, method="GET", timeout=10, validate_certs=True, ca_path=None,
-             follow_redirects="none", use_proxy=False, force_basic_auth=False):
-    """ansible's open_url with the run's shared TLS context (see tls_context)."""
-    if url.startswith("https:"):
-        context = tls_context(validate_certs, ca_path)
-    else:  # no TLS here, but the opener it installs must still be like the others
-        context = _RUN_CONTEXT[0] if _RUN_CONTEXT else tls_context()
-    return Request().open(method, url, data=data, headers=headers, timeout=timeout, use_proxy=use_proxy,
-                          follow_redirects=follow_redirects, force_basic_auth=force_basic_auth, context=context)
+# http_json stays importable from here: tests/cluster_modules use _api.http_json.
+__all__ = ["ApiError", "WabizApi", "http_json"]
 
 
 class WabizApi(object):
@@ -105,6 +80,7 @@ class WabizApi(object):
         self.api_key = params.get("api_key")
         self.token = params.get("api_token")
         self.token_cache = params.get("api_token_cache")
+        self.cache = TokenCache(self.token_cache, self.base, self.username)
         self.validate_certs = params.get("validate_certs", True)
         self.ca_path = params.get("ca_path")
         self.timeout = float(params.get("api_timeout") or 10)
@@ -147,11 +123,11 @@ class WabizApi(object):
                                  validate_certs=self.validate_certs, ca_path=self.ca_path,
                                  follow_redirects="none", use_proxy=False, force_basic_auth=False)
                 status, payload = getattr(resp, "status", None) or resp.getcode(), resp.read()
-                content_type = _content_type(resp)
+                content_type = content_type_of(resp)
             except HTTPError as exc:
                 status = exc.code
-                content_type = _content_type(exc)
-                retry_after = _retry_after(exc)
+                content_type = content_type_of(exc)
+                retry_after = retry_after_seconds(exc)
                 try:
                     payload = exc.read()
                 except Exception:
@@ -173,7 +149,7 @@ class WabizApi(object):
                                    "it without them." % (method, base_of(url))) from None
                 raise self._scrubbed(ApiError("unreachable", "cannot use api_url %s: %s. Use https://HOST:PORT." % (
                     base_of(url), exc))) from None
-            parsed = _parse(payload)
+            parsed = parse_body(payload)
             if is_rate_limited(status, parsed):
                 left = self.rate_limit_wait - self.rate_limited_seconds()
                 if left > 0:
@@ -222,59 +198,8 @@ class WabizApi(object):
                                                                self.rate_limited_seconds(), _num(self.rate_limit_wait)))
 
     # -- auth -----------------------------------------------------------------------------
-    def _cache_key(self):
-        return hashlib.sha256(("%s\n%s" % (self.base, self.username)).encode("utf-8")).hexdigest()
-
-    def _read_cache(self):
-        if not self.token_cache or not os.path.exists(self.token_cache):
-            return {}
-        try:
-            with open(self.token_cache) as fh:
-                data = json.load(fh)
-            return data if isinstance(data, dict) else {}
-        except (IOError, OSError, ValueError):
-            return {}
-
-    def _write_cache(self, token, expires):
-        if not self.token_cache:
-            return
-        data = self._read_cache()
-        data[self._cache_key()] = {"token": token, "expires": expires}
-        self._write_cache_all(data)
-
-    def _drop_cache(self):
-        data = self._read_cache()
-        if data.pop(self._cache_key(), None) is not None:
-            self._write_cache_all(data)
-
-    def _write_cache_all(self, data):
-        """Atomic 0600 write of the token cache (it holds secrets); an ApiError when it cannot be written."""
-        folder = os.path.dirname(os.path.abspath(self.token_cache))
-        tmp = None
-        try:
-            if not os.path.isdir(folder):
-                os.makedirs(folder, 0o700)
-            fd, tmp = tempfile.mkstemp(dir=folder, prefix=".wabiz-token-")
-            os.fchmod(fd, 0o600)
-            with os.fdopen(fd, "w") as fh:
-                json.dump(data, fh)
-            os.rename(tmp, self.token_cache)
-        except (IOError, OSError) as exc:
-            if tmp and os.path.exists(tmp):
-                os.unlink(tmp)
-            raise ApiError("token_cache", "cannot write api_token_cache %s (%s): name a file in a directory this "
-                           "user may write, or leave api_token_cache unset." % (
-                               self.token_cache, exc.strerror or type(exc).__name__)) from None
-
     def cached_token(self):
-        entry = self._read_cache().get(self._cache_key())
-        if not isinstance(entry, dict) or not isinstance(entry.get("token"), str) or not entry["token"]:
-            return None
-        try:
-            expires = float(entry.get("expires", 0))
-        except (TypeError, ValueError):  # a damaged entry: log in again and rewrite it
-            return None
-        return entry["token"] if expires > time.time() + TOKEN_REFRESH_MARGIN else None
+        return self.cache.token()
 
     def _basic(self, password):
         cred = ("%s:%s" % (self.username, password)).encode("utf-8")
@@ -334,7 +259,7 @@ class WabizApi(object):
         self.token = token
         self.token_source = "login"
         # The API says the token lasts 7 days; keep a day of margin without parsing its date.
-        self._write_cache(token, time.time() + 6 * 86400)
+        self.cache.store(token, time.time() + 6 * 86400)
         return token
 
     def bearer(self):
@@ -375,7 +300,7 @@ class WabizApi(object):
             status, payload = self.raw(method, path, body, {"Authorization": "Bearer %s" % self.bearer()})
             if status == 401 and self.token_source in ("cache", "option") and \
                     (self.password or self.new_password):
-                self._drop_cache()
+                self.cache.drop()
                 self.token = None
                 status, payload = self.raw(method, path, body, {"Authorization": "Bearer %s" % self.login()})
         if status in expect:
@@ -394,74 +319,3 @@ class WabizApi(object):
 
 def _num(v):
     return ("%d" % v) if float(v).is_integer() else ("%g" % v)
-
-
-def _retry_after(resp):
-    """Seconds of a ``Retry-After: N`` header (bounded to 0..60), else None."""
-    try:
-        headers = getattr(resp, "headers", None) or resp.info()
-        value = float((headers.get("Retry-After") or "").strip())
-    except Exception:
-        return None
-    return max(0.0, min(60.0, value)) if not math.isnan(value) else None
-
-
-def _parse(payload):
-    """The JSON value of a body (``{}`` when empty), or the text when it is not JSON."""
-    if isinstance(payload, bytes):
-        payload = payload.decode("utf-8", "replace")
-    if not payload or not payload.strip():
-        return {}
-    try:
-        return json.loads(payload)
-    except ValueError:
-        return payload
-
-
-def _content_type(resp):
-    try:
-        headers = getattr(resp, "headers", None) or resp.info()
-        return (headers.get("Content-Type") or "").split(";")[0].strip() or None
-    except Exception:
-        return None
-
-
-def http_json(url, timeout, opener=None):
-    """GET a plain-HTTP JSON endpoint (a node's healthcheck port): (status, body or None, error
-    sentence or None, seconds taken). Never raises."""
-    opener = opener or open_url
-    started = time.time()
-    try:
-        resp = opener(url, method="GET", timeout=timeout, use_proxy=False, follow_redirects="none")
-        status, body = getattr(resp, "status", None) or resp.getcode(), _parse(resp.read())
-        return status, body if isinstance(body, dict) else None, None, time.time() - started
-    except HTTPError as exc:
-        return exc.code, None, "HTTP %s" % exc.code, time.time() - started
-    except Exception as exc:  # a probe reports any failure, it never raises
-        reason = getattr(exc, "reason", exc)
-        return None, None, str(reason) or type(exc).__name__, time.time() - started
-
-
-def parallel(calls, timeout):
-    """Run ``{key: zero-argument callable}`` in parallel threads; ``{key: result}``. Each callable
-    must bound its own time (probes pass ``timeout`` to the socket); ``timeout`` bounds the whole."""
-    from concurrent.futures import ThreadPoolExecutor, wait
-
-    if not calls:
-        return {}
-    pool = ThreadPoolExecutor(max_workers=min(32, len(calls)))
-    try:
-        futures = dict((pool.submit(fn), key) for key, fn in calls.items())
-        done = wait(list(futures), timeout=timeout)[0]
-        out = {}
-        for fut, key in futures.items():
-            if fut in done:
-                try:
-                    out[key] = fut.result()
-                except Exception as exc:  # reported, never raised
-                    out[key] = exc
-            else:
-                out[key] = None
-        return out
-    finally:
-        pool.shutdown(wait=False)

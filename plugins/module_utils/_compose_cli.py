@@ -16,6 +16,8 @@ import os
 import re
 import subprocess
 
+from ansible_collections.wabiz.cluster.plugins.module_utils._detailed_error import DetailedError
+
 try:
     import yaml
 
@@ -24,13 +26,8 @@ except ImportError:
     HAS_YAML = False
 
 
-class ComposeError(Exception):
+class ComposeError(DetailedError):
     """What went wrong in a compose step, with the details the module reports (rc, stderr, ...)."""
-
-    def __init__(self, msg, **details):
-        super(ComposeError, self).__init__(msg)
-        self.msg = msg
-        self.details = details
 
 
 _VERSION_RE = re.compile(r"v?(\d+)\.(\d+)\.(\d+)")

@@ -21,7 +21,6 @@ __metaclass__ = type
 
 import time
 
-from ansible_collections.wabiz.cluster.plugins.module_utils._api import parallel
 from ansible_collections.wabiz.cluster.plugins.module_utils._api_errors import ApiError, map_http_error, not_the_api
 from ansible_collections.wabiz.cluster.plugins.module_utils._cluster_api import (
     CODE_UNREACHABLE,
@@ -33,6 +32,7 @@ from ansible_collections.wabiz.cluster.plugins.module_utils._cluster_api import 
     parse_support,
     render_table,
 )
+from ansible_collections.wabiz.cluster.plugins.module_utils._parallel import parallel
 
 # Failures of an admin read that mean the options are wrong: they stop the check (any other failure of
 # those reads becomes a finding; a failure of api_url's /v1/health always stops it).

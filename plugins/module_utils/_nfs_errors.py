@@ -10,12 +10,11 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+from ansible_collections.wabiz.cluster.plugins.module_utils._detailed_error import DetailedError
 
-class NfsError(Exception):
-    def __init__(self, msg, **details):
-        super(NfsError, self).__init__(msg)
-        self.msg = msg
-        self.details = details
+
+class NfsError(DetailedError):
+    """What went wrong with the share, with the details the module reports."""
 
 
 class NfsTimeout(NfsError):

@@ -193,6 +193,31 @@ def _share_lock(engine: str) -> str:
     return "LOCK IN SHARE MODE" if engine == MYSQL else "FOR SHARE"
 
 
+def _insert_new(engine: str, table: str, columns: str, values: str, key: str) -> str:
+    """An INSERT that skips rows whose ``key`` already exists."""
+    if engine == MYSQL:
+        return "INSERT IGNORE INTO %s (%s) %s" % (table, columns, values)
+    return "INSERT INTO %s (%s) %s ON CONFLICT (%s) DO NOTHING" % (table, columns, values, key)
+
+
+def _upsert(engine: str, table: str, columns: str, values: str, key: str, sets: tuple, alias: str = "") -> str:
+    """An INSERT that updates the row with the same ``key`` instead. Each of ``sets`` is a column
+    (set to the inserted value) or ``(column, expression)``, where ``{new}`` is the inserted value
+    and ``{old}`` the stored one; ``alias`` names the stored row on PostgreSQL."""
+    if engine == MYSQL:
+        head, new, old = table, "VALUES(%s)", "%s"
+        tail = "ON DUPLICATE KEY UPDATE "
+    else:
+        head = "%s AS %s" % (table, alias) if alias else table
+        new, old = "EXCLUDED.%s", (alias + ".%s") if alias else "%s"
+        tail = "ON CONFLICT (%s) DO UPDATE SET " % key
+    parts = []
+    for item in sets:
+        col, expr = (item, "{new}") if isinstance(item, str) else item
+        parts.append("%s = %s" % (col, expr.format(new=new % col, old=old % col)))
+    return "INSERT INTO %s (%s) %s %s%s" % (head, columns, values, tail, ", ".join(parts))
+
+
 # --- DDL -------------------------------------------------------------------------------------
 
 def bootstrap_statements(engine: str) -> list:
@@ -216,11 +241,7 @@ def bootstrap_statements(engine: str) -> list:
         "CREATE TABLE IF NOT EXISTS %s (master_id VARCHAR(255) NOT NULL, node_id VARCHAR(255) NOT NULL, "
         "last_ok %s NULL, last_attempt %s NULL, PRIMARY KEY (master_id, node_id))" % (T_OBSERVATIONS, ts, ts),
     ]
-    if e == MYSQL:
-        stmts.append("INSERT IGNORE INTO %s (id, holder, epoch) VALUES (1, NULL, 0)" % T_LEASE)
-    else:
-        stmts.append("INSERT INTO %s (id, holder, epoch) VALUES (1, NULL, 0) "
-                     "ON CONFLICT (id) DO NOTHING" % T_LEASE)
+    stmts.append(_insert_new(e, T_LEASE, "id, holder, epoch", "VALUES (1, NULL, 0)", "id"))
     return stmts
 
 
@@ -247,11 +268,7 @@ def _v1(e: str) -> list:
     # All 32 shard rows exist from the start; the shard count only toggles "active", so a
     # shard's epoch never goes back (a fencing token must only grow).
     values = ", ".join("(%d, %d, 0)" % (i, 1 if i == 0 else 0) for i in range(MAX_SHARDS))
-    if e == MYSQL:
-        stmts.append("INSERT IGNORE INTO %s (shard_id, active, epoch) VALUES %s" % (T_SHARDS, values))
-    else:
-        stmts.append("INSERT INTO %s (shard_id, active, epoch) VALUES %s ON CONFLICT (shard_id) DO NOTHING"
-                     % (T_SHARDS, values))
+    stmts.append(_insert_new(e, T_SHARDS, "shard_id, active, epoch", "VALUES " + values, "shard_id"))
     return stmts
 
 
@@ -302,16 +319,9 @@ def _statements(e: str) -> dict:
     s = {}
     # -- schema
     s["read_schema_version"] = "SELECT version, compat FROM %s WHERE id = 1" % T_SCHEMA
-    if e == MYSQL:
-        s["write_schema_version"] = (
-            "INSERT INTO %s (id, version, compat, upgraded_by, upgraded_at) VALUES (1, %%s, %%s, %%s, %s) "
-            "ON DUPLICATE KEY UPDATE version = VALUES(version), compat = VALUES(compat), "
-            "upgraded_by = VALUES(upgraded_by), upgraded_at = VALUES(upgraded_at)" % (T_SCHEMA, now))
-    else:
-        s["write_schema_version"] = (
-            "INSERT INTO %s (id, version, compat, upgraded_by, upgraded_at) VALUES (1, %%s, %%s, %%s, %s) "
-            "ON CONFLICT (id) DO UPDATE SET version = EXCLUDED.version, compat = EXCLUDED.compat, "
-            "upgraded_by = EXCLUDED.upgraded_by, upgraded_at = EXCLUDED.upgraded_at" % (T_SCHEMA, now))
+    s["write_schema_version"] = _upsert(
+        e, T_SCHEMA, "id, version, compat, upgraded_by, upgraded_at", "VALUES (1, %%s, %%s, %%s, %s)" % now,
+        "id", ("version", "compat", "upgraded_by", "upgraded_at"))
     # -- lease. Columns: holder, epoch, expired (0/1), seconds_left (DB clock), held_for.
     s["read_lease"] = (
         "SELECT holder, epoch, CASE WHEN expires_at IS NULL OR expires_at <= %s THEN 1 ELSE 0 END AS expired, "
@@ -370,24 +380,10 @@ def _statements(e: str) -> dict:
         % (_age(e, "last_heartbeat"), _age(e, "started_at"), T_NODES))
     node_cols = ("node_id, kind, host, messaging_port, contacts_port, control_port, healthcheck_port, "
                  "version, instance, role, gateway_status, started_at, last_heartbeat")
-    if e == MYSQL:
-        s["register_node"] = (
-            "INSERT INTO %s (%s) VALUES (%%s, %%s, %%s, %%s, %%s, %%s, %%s, %%s, %%s, %%s, %%s, %s, %s) "
-            "ON DUPLICATE KEY UPDATE kind = VALUES(kind), host = VALUES(host), "
-            "messaging_port = VALUES(messaging_port), contacts_port = VALUES(contacts_port), "
-            "control_port = VALUES(control_port), healthcheck_port = VALUES(healthcheck_port), "
-            "version = VALUES(version), instance = VALUES(instance), role = VALUES(role), "
-            "gateway_status = VALUES(gateway_status), started_at = VALUES(started_at), "
-            "last_heartbeat = VALUES(last_heartbeat)" % (T_NODES, node_cols, now, now))
-    else:
-        s["register_node"] = (
-            "INSERT INTO %s (%s) VALUES (%%s, %%s, %%s, %%s, %%s, %%s, %%s, %%s, %%s, %%s, %%s, %s, %s) "
-            "ON CONFLICT (node_id) DO UPDATE SET kind = EXCLUDED.kind, host = EXCLUDED.host, "
-            "messaging_port = EXCLUDED.messaging_port, contacts_port = EXCLUDED.contacts_port, "
-            "control_port = EXCLUDED.control_port, healthcheck_port = EXCLUDED.healthcheck_port, "
-            "version = EXCLUDED.version, instance = EXCLUDED.instance, role = EXCLUDED.role, "
-            "gateway_status = EXCLUDED.gateway_status, started_at = EXCLUDED.started_at, "
-            "last_heartbeat = EXCLUDED.last_heartbeat" % (T_NODES, node_cols, now, now))
+    # Every column but the key is rewritten on a re-registration.
+    s["register_node"] = _upsert(
+        e, T_NODES, node_cols, "VALUES (%s, %s, %s)" % (", ".join(["%s"] * 11), now, now),
+        "node_id", tuple(node_cols.split(", ")[1:]))
     # Params: role, gateway_status, node_id, instance.
     s["node_heartbeat"] = (
         "UPDATE %s SET role = %%s, gateway_status = %%s, last_heartbeat = %s WHERE node_id = %%s AND instance = %%s"
@@ -395,16 +391,9 @@ def _statements(e: str) -> dict:
     s["deregister_node"] = "DELETE FROM %s WHERE node_id = %%s AND instance = %%s" % T_NODES
     # -- observations (heartbeat mode). Params: master_id, node_id, ok (1/0).
     ok_case = "CASE WHEN %%s = 1 THEN %s ELSE NULL END" % now
-    if e == MYSQL:
-        s["record_observation"] = (
-            "INSERT INTO %s (master_id, node_id, last_ok, last_attempt) VALUES (%%s, %%s, %s, %s) "
-            "ON DUPLICATE KEY UPDATE last_ok = COALESCE(VALUES(last_ok), last_ok), last_attempt = VALUES(last_attempt)"
-            % (T_OBSERVATIONS, ok_case, now))
-    else:
-        s["record_observation"] = (
-            "INSERT INTO %s AS o (master_id, node_id, last_ok, last_attempt) VALUES (%%s, %%s, %s, %s) "
-            "ON CONFLICT (master_id, node_id) DO UPDATE SET last_ok = COALESCE(EXCLUDED.last_ok, o.last_ok), "
-            "last_attempt = EXCLUDED.last_attempt" % (T_OBSERVATIONS, ok_case, now))
+    s["record_observation"] = _upsert(
+        e, T_OBSERVATIONS, "master_id, node_id, last_ok, last_attempt", "VALUES (%%s, %%s, %s, %s)" % (ok_case, now),
+        "master_id, node_id", (("last_ok", "COALESCE({new}, {old})"), "last_attempt"), alias="o")
     # Columns: master_id, node_id, ok_age, attempt_age (seconds, DB clock; NULL = never).
     s["read_observations"] = (
         "SELECT master_id, node_id, %s AS ok_age, %s AS attempt_age FROM %s ORDER BY node_id, master_id"
@@ -412,16 +401,14 @@ def _statements(e: str) -> dict:
     # -- settings. Columns: name, value (JSON text), revision.
     s["read_settings"] = "SELECT name, value, revision FROM %s ORDER BY name" % T_SETTINGS
     # Params: name, value, holder, lease_epoch (insert only by the live primary).
+    # The revision grows only when the value changes.
     if e == MYSQL:
-        s["write_setting"] = (
-            "INSERT INTO %s (name, value, revision, updated_at) SELECT %%s, %%s, 1, %s FROM DUAL WHERE %s "
-            "ON DUPLICATE KEY UPDATE revision = revision + (value <> VALUES(value)), value = VALUES(value), "
-            "updated_at = VALUES(updated_at)" % (T_SETTINGS, now, guard))
+        dual, bump = " FROM DUAL", "(value <> VALUES(value))"
     else:
-        s["write_setting"] = (
-            "INSERT INTO %s AS t (name, value, revision, updated_at) SELECT %%s, %%s, 1, %s WHERE %s "
-            "ON CONFLICT (name) DO UPDATE SET revision = t.revision + CASE WHEN t.value <> EXCLUDED.value "
-            "THEN 1 ELSE 0 END, value = EXCLUDED.value, updated_at = EXCLUDED.updated_at" % (T_SETTINGS, now, guard))
+        dual, bump = "", "CASE WHEN t.value <> EXCLUDED.value THEN 1 ELSE 0 END"
+    s["write_setting"] = _upsert(
+        e, T_SETTINGS, "name, value, revision, updated_at", "SELECT %%s, %%s, 1, %s%s WHERE %s" % (now, dual, guard),
+        "name", (("revision", "{old} + " + bump), "value", "updated_at"), alias="t")
     # -- messages
     # Params: id, shard_id, recipient, body, owner, epoch.
     s["insert_message"] = (
@@ -457,11 +444,8 @@ def _statements(e: str) -> dict:
     s["mark_message_read"] = "UPDATE %s SET status = 'read' WHERE id = %%s AND status <> 'read'" % T_MESSAGES
     # -- users and tokens
     s["read_user"] = "SELECT username, password_hash, must_change FROM %s WHERE username = %%s" % T_USERS
-    if e == MYSQL:
-        s["ensure_admin"] = "INSERT IGNORE INTO %s (username, password_hash, must_change) VALUES (%%s, %%s, 1)" % T_USERS
-    else:
-        s["ensure_admin"] = ("INSERT INTO %s (username, password_hash, must_change) VALUES (%%s, %%s, 1) "
-                             "ON CONFLICT (username) DO NOTHING" % T_USERS)
+    s["ensure_admin"] = _insert_new(e, T_USERS, "username, password_hash, must_change", "VALUES (%s, %s, 1)",
+                                    "username")
     s["set_password"] = "UPDATE %s SET password_hash = %%s, must_change = 0 WHERE username = %%s" % T_USERS
     # Params: token, username, ttl seconds. Columns of check: username, seconds_left.
     s["insert_token"] = ("INSERT INTO %s (token, username, expires_at) VALUES (%%s, %%s, %s)"
@@ -470,12 +454,8 @@ def _statements(e: str) -> dict:
                         % (_age(e, "expires_at"), T_TOKENS, now))
     s["purge_tokens"] = "DELETE FROM %s WHERE expires_at <= %s" % (T_TOKENS, now)
     # -- stats (filled by the primary master)
-    if e == MYSQL:
-        s["write_stat"] = ("INSERT INTO %s (name, value, updated_at) VALUES (%%s, %%s, %s) ON DUPLICATE KEY "
-                           "UPDATE value = VALUES(value), updated_at = VALUES(updated_at)" % (T_STATS, now))
-    else:
-        s["write_stat"] = ("INSERT INTO %s (name, value, updated_at) VALUES (%%s, %%s, %s) ON CONFLICT (name) "
-                           "DO UPDATE SET value = EXCLUDED.value, updated_at = EXCLUDED.updated_at" % (T_STATS, now))
+    s["write_stat"] = _upsert(e, T_STATS, "name, value, updated_at", "VALUES (%%s, %%s, %s)" % now, "name",
+                              ("value", "updated_at"))
     s["read_stats"] = "SELECT name, value, %s AS age FROM %s ORDER BY name" % (_age(e, "updated_at"), T_STATS)
     s["db_now"] = "SELECT %s" % now
     # -- ownership confirmations (fence_statements adds the columns). Params: pad, pad,

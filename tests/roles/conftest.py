@@ -52,8 +52,10 @@ def collections_path() -> str:
 class Bed:
     """One testbed of these tests and the way to run playbooks and commands on it."""
 
-    def __init__(self, name: str, collections: str, extra_vars: dict[str, str]):
+    def __init__(self, name: str, collections: str, extra_vars: dict[str, str],
+                 inventory: Path = GROUPS_INVENTORY):
         self.name = name
+        self.inventory = inventory
         self.collections = collections
         self.extra_vars = extra_vars
         self.times: dict[str, float] = {}
@@ -66,7 +68,7 @@ class Bed:
                               capture_output=True, text=True, timeout=timeout)
 
     def play(self, playbook: str, *args: str, label: str | None = None) -> Run:
-        cmd = ["ansible-playbook", "-i", str(testbed.inventory_path(self.name)), "-i", str(GROUPS_INVENTORY),
+        cmd = ["ansible-playbook", "-i", str(testbed.inventory_path(self.name)), "-i", str(self.inventory),
                str(PLAYBOOKS / playbook)]
         for k, v in self.extra_vars.items():
             cmd += ["-e", f"{k}={v}"]

@@ -17,6 +17,8 @@ from tests.roles.conftest import BUILD, Bed, tail, testbed
 NAME = "roles-mysql"
 SUBNET = "172.28.20.0/24"
 DB, NFS, H1, H2, OUT = "172.28.20.5", "172.28.20.6", "172.28.20.11", "172.28.20.12", "172.28.20.13"
+# The firewall's NFS ports: NFS, rpcbind, MOUNT and NLM (nfs_server's fixed ports), rquota.
+NFS_PORTS = "2049,111,20048,32803,875"
 USER, PASSWORD = "wabiz_test", "roles-test-secret-1"
 CLIENT_PRIVILEGES = {"SELECT", "INSERT", "UPDATE", "DELETE", "CREATE", "ALTER", "INDEX", "DROP"}
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
@@ -199,6 +201,8 @@ def test_ganesha_conf_lists_only_cluster_hosts_and_is_marked_managed(bed, runs):
     conf = bed.sh("nfs", "cat /etc/ganesha/ganesha.conf").stdout
     assert f"Clients = {H1}, {H2};" in conf
     assert "Access_Type = None;" in conf  # nobody else
+    # NFSv3's side services on fixed ports, so that the firewall can filter them.
+    assert "MNT_Port = 20048;" in conf and "NLM_Port = 32803;" in conf, conf
     assert bed.sh("nfs", "test -f /etc/ganesha/ganesha.conf.managed").returncode == 0
 
 
@@ -305,13 +309,44 @@ def test_database_port_input_rules_keep_non_cluster_hosts_out(bed, runs):
         bed.sh("h2", 'kill "$(cat /tmp/rt-listener.pid)"')
 
 
+def test_nfs_port_input_rules_keep_non_cluster_hosts_out(bed, runs):
+    """h1 stands in for the NFS host (INPUT rules on the NFS ports for tcp and udp, a listener
+    on 2049 there): the testbed's NFS container has neither iptables nor NET_ADMIN."""
+    jumps = [r for r in _rules(bed, "h1", "INPUT") if r.endswith("-j WABIZ-NFS")]
+    assert sorted(r.split()[3] for r in jumps) == ["tcp", "udp"], jumps  # -A INPUT -p PROTO ...
+    for rule in jumps:
+        assert f"-m multiport --dports {NFS_PORTS} " in rule, rule
+        assert f'--comment "wabiz.cluster: NFS ports {NFS_PORTS} ({rule.split()[3]})"' in rule, rule
+    assert not any(r.endswith("-j WABIZ-NFS") for r in _rules(bed, "h2", "INPUT"))  # h1 only
+    nfs_chain = _rules(bed, "h1", "WABIZ-NFS")
+    assert "--ctstate RELATED,ESTABLISHED" in nfs_chain[0] and nfs_chain[-1].endswith("-j DROP"), nfs_chain
+    assert any(r.startswith("-A WABIZ-NFS -i lo ") for r in nfs_chain), nfs_chain
+    assert {r.split("-s ")[1].split()[0] for r in nfs_chain if "-s " in r} == {f"{H1}/32", f"{H2}/32"}
+    for rule in nfs_chain:
+        assert '--comment "wabiz.cluster: ' in rule, rule
+    listener = bed.sh(
+        "h1", "nohup python3 -m http.server 2049 --directory /tmp >/dev/null 2>&1 & echo $! >/tmp/rt-nfs-listener.pid; "
+              "for i in $(seq 1 50); do curl -s -o /dev/null http://127.0.0.1:2049/ && exit 0; sleep 0.2; done; exit 1")
+    assert listener.returncode == 0, listener.stderr  # from this host (lo): let through
+    try:
+        probe = f"curl -s -o /dev/null -m 5 -w '%{{http_code}}' http://{H1}:2049/"
+        assert bed.sh("h2", probe).stdout == "200"  # a cluster host
+        blocked = bed.sh("out1", probe)
+        assert blocked.returncode == 28, (blocked.returncode, blocked.stdout)  # curl: timed out (dropped)
+    finally:
+        bed.sh("h1", 'kill "$(cat /tmp/rt-nfs-listener.pid)"')
+
+
 def test_sources_leaving_the_cluster_lose_their_firewall_rule(bed, runs):
     extra = "172.28.20.99"
     wider = bed.play("firewall.yml", "-e", json.dumps({"firewall_cluster_sources": [H1, H2, extra]}), label="fw-wider")
     assert wider.ok(), tail(wider.output)
     assert any(f"-s {extra}/32" in r for r in _rules(bed, "h1", "WABIZ-CLUSTER"))
     assert _rules(bed, "h1", "WABIZ-CLUSTER")[-1].endswith("-j DROP")  # the new source went before the DROP
+    assert any(f"-s {extra}/32" in r for r in _rules(bed, "h1", "WABIZ-NFS"))
+    assert _rules(bed, "h1", "WABIZ-NFS")[-1].endswith("-j DROP")
     back = bed.play("firewall.yml", label="fw-restored")
     assert back.ok(), tail(back.output)
     assert not any(extra in r for r in _rules(bed, "h1", "WABIZ-CLUSTER"))
     assert not any(extra in r for r in _rules(bed, "h2", "WABIZ-DATABASE"))
+    assert not any(extra in r for r in _rules(bed, "h1", "WABIZ-NFS"))

@@ -51,11 +51,25 @@ def test_ansible_pings_every_host(bed):
         assert f'{host} | SUCCESS => {{"changed": false,"ping": "pong"}}' in res.stdout
 
 
+def test_ansible_logs_in_as_an_ordinary_user_and_becomes_root_with_sudo(bed):
+    inv = testbed.inventory_path(NAME)
+    out = {}
+    for become in (False, True):
+        res = subprocess.run(["ansible", "h1", "-i", str(inv), "-m", "ansible.builtin.command", "-a", "id -un",
+                              "--one-line", *(["--become"] if become else ["-e", "ansible_become=false"])],
+                             capture_output=True, text=True, timeout=120)
+        assert res.returncode == 0, res.stdout + res.stderr
+        out[become] = res.stdout.strip().rsplit(" ", 1)[-1]
+    assert out == {False: "ops", True: "root"}
+
+
 def test_inventory_groups_and_addresses(bed):
     inv = json.loads(testbed.inventory_path(NAME).read_text())
     assert set(inv["all"]["children"]["group_b"]["hosts"]) == {"h2", "h3"}
-    assert inv["all"]["hosts"]["h1"]["testbed_address"] == "172.28.11.11"
-    assert inv["all"]["hosts"]["h1"]["ansible_connection"] == "community.docker.docker"
+    assert inv["all"]["hosts"]["h1"]["ansible_host"] == "172.28.11.11"
+    ssh = inv["all"]["children"]["testbed_machines"]
+    assert ssh["vars"]["ansible_connection"] == "ssh" and ssh["vars"]["ansible_user"] == "ops"
+    assert "h1" in ssh["hosts"]
 
 
 @pytest.mark.parametrize("compose", ["docker compose", "docker-compose"], ids=["v2", "v1"])

@@ -19,11 +19,11 @@ PROJECT = {"wabiz_master": "wabiz-master", "wabiz_coreapp": "wabiz-coreapp", "wa
 
 def machine(name: str):
     # testinfra's docker backend: docker exec into the testbed machine (fast, no Ansible round trip).
-    return testinfra.get_host(f"docker://{INVENTORY['hosts'][name]['ansible_host']}")
+    return testinfra.get_host(f"docker://wabiz-tb-testbed-{name}")
 
 
 def address(name: str) -> str:
-    return INVENTORY["hosts"][name]["testbed_address"]
+    return INVENTORY["hosts"][name]["wabiz_external_hostname"]
 
 
 NODES = [(g, h) for g in PROJECT for h in GROUPS.get(g, [])]

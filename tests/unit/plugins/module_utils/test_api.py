@@ -14,6 +14,7 @@ from urllib.error import HTTPError, URLError
 
 import pytest
 from ansible_collections.wabiz.cluster.plugins.module_utils import _api as api
+from ansible_collections.wabiz.cluster.plugins.module_utils._parallel import parallel
 
 # Error bodies shaped as the contract shows them (api-contract.md, "Errors").
 META = {"api_status": "stable", "version": "2.53.2"}
@@ -294,6 +295,6 @@ def test_parallel_runs_calls_at_once_and_reports_exceptions():
         raise RuntimeError("x")
 
     started = time.monotonic()
-    out = api.parallel({i: slow for i in range(8)} | {"bad": boom}, timeout=5)
+    out = parallel({i: slow for i in range(8)} | {"bad": boom}, timeout=5)
     assert time.monotonic() - started < 1.0
     assert [out[i] for i in range(8)] == ["done"] * 8 and isinstance(out["bad"], RuntimeError)

@@ -204,7 +204,7 @@ def test_an_unwritable_token_cache_is_a_clear_error(listener, tmp_path):
 def test_a_damaged_token_cache_entry_means_a_new_login(tmp_path):
     cache = tmp_path / "tokens.json"
     client = api.WabizApi(params("https://wa:9090", api_token_cache=str(cache)))
-    cache.write_text(json.dumps({client._cache_key(): {"token": "t", "expires": "soon"}}))
+    cache.write_text(json.dumps({client.cache.key: {"token": "t", "expires": "soon"}}))
     assert client.cached_token() is None
 
 

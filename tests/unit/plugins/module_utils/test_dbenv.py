@@ -8,6 +8,9 @@ import stat
 
 import pytest
 from ansible_collections.wabiz.cluster.plugins.module_utils import _dbenv as dbenv
+from ansible_collections.wabiz.cluster.plugins.module_utils import _dbenv_file as dbenv_file
+from ansible_collections.wabiz.cluster.plugins.module_utils import _dbenv_mask as dbenv_mask
+from ansible_collections.wabiz.cluster.plugins.module_utils import _dbenv_validate as dbenv_validate
 
 GOOD = dict(engine="mysql", hostname="db.example.internal", port=None, username="whatsapp",
             password="s3cret-pw", name_prefix="wa_prod_", connection_idle_timeout=None)
@@ -16,7 +19,7 @@ GOOD = dict(engine="mysql", hostname="db.example.internal", port=None, username=
 def build(**over):
     args = dict(GOOD)
     args.update(over)
-    return dbenv.build_variables(**args)
+    return dbenv_validate.build_variables(**args)
 
 
 def test_mysql_defaults_match_metas_db_env():
@@ -40,7 +43,7 @@ def test_postgresql_is_pgsql_without_idle_timeout():
 
 
 def test_idle_timeout_with_postgresql_is_an_error_that_says_why():
-    with pytest.raises(dbenv.DbEnvError) as err:
+    with pytest.raises(dbenv_validate.DbEnvError) as err:
         build(engine="postgresql", connection_idle_timeout=60000)
     assert "MySQL-only" in str(err.value)
     assert "postgresql" in str(err.value)
@@ -74,13 +77,13 @@ def test_prefix_is_optional_and_omitted():
     ],
 )
 def test_bad_input_is_refused_with_a_message_naming_the_option(over, fragment):
-    with pytest.raises(dbenv.DbEnvError) as err:
+    with pytest.raises(dbenv_validate.DbEnvError) as err:
         build(**over)
     assert fragment in str(err.value)
 
 
 def test_password_never_appears_in_a_refusal():
-    with pytest.raises(dbenv.DbEnvError) as err:
+    with pytest.raises(dbenv_validate.DbEnvError) as err:
         build(password="top$ecret")
     assert "top$ecret" not in str(err.value)
 
@@ -92,10 +95,10 @@ def test_accepted_hostnames(host):
 
 def test_render_is_in_metas_order_and_parses_back():
     v = build()
-    text = dbenv.render(v)
+    text = dbenv_file.render(v)
     lines = [ln for ln in text.splitlines() if not ln.startswith("#")]
-    assert [ln.split("=")[0] for ln in lines] == list(dbenv.KEYS)
-    assert dbenv.parse(text) == v
+    assert [ln.split("=")[0] for ln in lines] == list(dbenv_file.KEYS)
+    assert dbenv_file.parse(text) == v
     assert text.startswith("# Managed by wabiz.cluster.db_env")
 
 
@@ -114,43 +117,43 @@ def test_render_is_in_metas_order_and_parses_back():
     ],
 )
 def test_parse(text, expected):
-    assert dbenv.parse(text) == expected
+    assert dbenv_file.parse(text) == expected
 
 
 def test_changed_keys_counts_additions_removals_and_changes():
     before = {"A": "1", "B": "2", "C": "3"}
     after = {"A": "1", "B": "20", "D": "4"}
-    assert dbenv.changed_keys(before, after) == ["B", "C", "D"]
+    assert dbenv_file.changed_keys(before, after) == ["B", "C", "D"]
 
 
 def test_masked_hides_password_and_marks_a_changed_one():
     before = build(password="old-pw")
     after = build(password="new-pw")
-    assert dbenv.masked(after)["WA_DB_PASSWORD"] == dbenv.MASK
-    assert dbenv.masked(after, before)["WA_DB_PASSWORD"] == dbenv.MASK + " (changed)"
-    assert dbenv.masked(after, after)["WA_DB_PASSWORD"] == dbenv.MASK
-    assert dbenv.masked(after)["WA_DB_HOSTNAME"] == "db.example.internal"
+    assert dbenv_mask.masked(after)["WA_DB_PASSWORD"] == dbenv_mask.MASK
+    assert dbenv_mask.masked(after, before)["WA_DB_PASSWORD"] == dbenv_mask.MASK + " (changed)"
+    assert dbenv_mask.masked(after, after)["WA_DB_PASSWORD"] == dbenv_mask.MASK
+    assert dbenv_mask.masked(after)["WA_DB_HOSTNAME"] == "db.example.internal"
 
 
 def test_masked_text_diff_shows_the_change_but_not_the_secret():
-    old = dbenv.render(build(password="old-pw", hostname="db1"))
-    new = dbenv.render(build(password="new-pw", hostname="db2"))
-    before = dbenv.masked_text(old, dbenv.parse(new))
-    after = dbenv.masked_text(new, dbenv.parse(old))
+    old = dbenv_file.render(build(password="old-pw", hostname="db1"))
+    new = dbenv_file.render(build(password="new-pw", hostname="db2"))
+    before = dbenv_mask.masked_text(old, dbenv_file.parse(new))
+    after = dbenv_mask.masked_text(new, dbenv_file.parse(old))
     for shown in (before, after):
         assert "old-pw" not in shown and "new-pw" not in shown
     assert "WA_DB_HOSTNAME=db1" in before and "WA_DB_HOSTNAME=db2" in after
     assert "WA_DB_PASSWORD=******** (changed)" in after
     # same password on both sides: the masked lines are equal, so the diff shows no change there
-    same = dbenv.masked_text(new, dbenv.parse(new))
+    same = dbenv_mask.masked_text(new, dbenv_file.parse(new))
     assert "WA_DB_PASSWORD=********\n" in same
 
 
 def test_masked_text_of_a_hand_written_file_hides_comments_and_masks_export_lines():
     text = "# hand written hunter1\nexport WA_DB_PASSWORD=hunter2\nWA_DB_PORT=3306\n"
-    out = dbenv.masked_text(text)
+    out = dbenv_mask.masked_text(text)
     assert "hunter" not in out
-    assert out.startswith(dbenv.HIDDEN_LINE + "\n")  # a comment may hold anything: never shown
+    assert out.startswith(dbenv_mask.HIDDEN_LINE + "\n")  # a comment may hold anything: never shown
     assert "WA_DB_PASSWORD=********\n" in out
     assert "WA_DB_PORT=3306" in out
 
@@ -161,14 +164,14 @@ SPLITLINES_BREAKS = sorted(c for c in map(chr, range(0x110000)) if len(("a" + c 
 
 
 def test_line_breaks_are_exactly_what_splitlines_splits_on():
-    assert sorted(dbenv.LINE_BREAKS) == SPLITLINES_BREAKS
+    assert sorted(dbenv_validate.LINE_BREAKS) == SPLITLINES_BREAKS
 
 
 @pytest.mark.parametrize("char", SPLITLINES_BREAKS)
 @pytest.mark.parametrize("option", ["password", "username"])
 def test_every_line_break_is_refused_in_every_value(option, char):
     value = "Hidden" + char + "Tail"
-    with pytest.raises(dbenv.DbEnvError) as err:
+    with pytest.raises(dbenv_validate.DbEnvError) as err:
         build(**{option: value})
     msg = str(err.value)
     assert msg.startswith(option + ": ")
@@ -179,37 +182,37 @@ def test_every_line_break_is_refused_in_every_value(option, char):
 
 def test_other_values_refuse_line_breaks_too():
     for over in (dict(hostname="db\u2028x"), dict(hostname="db\x85"), dict(name_prefix="wa\u2029")):
-        with pytest.raises(dbenv.DbEnvError):
+        with pytest.raises(dbenv_validate.DbEnvError):
             build(**over)
 
 
 @pytest.mark.parametrize("char", ["\x7f", "\x9f", "\x01", "\t"])
 def test_control_characters_are_refused(char):
-    with pytest.raises(dbenv.DbEnvError) as err:
+    with pytest.raises(dbenv_validate.DbEnvError) as err:
         build(password="pw" + char + "x")
     assert "control characters" in str(err.value)
 
 
 def test_parse_and_mask_split_on_newline_only():
     text = "WA_DB_PASSWORD=Hidden\u2028Tail\nWA_DB_PORT=3306\x0b3307\n"
-    assert dbenv.parse(text) == {"WA_DB_PASSWORD": "Hidden\u2028Tail", "WA_DB_PORT": "3306\x0b3307"}
-    shown = dbenv.masked_text(text)
+    assert dbenv_file.parse(text) == {"WA_DB_PASSWORD": "Hidden\u2028Tail", "WA_DB_PORT": "3306\x0b3307"}
+    shown = dbenv_mask.masked_text(text)
     assert "Hidden" not in shown and "Tail" not in shown
     # what the diff callback does with the text: no line of it may carry a piece of the password
-    assert shown.splitlines() == ["WA_DB_PASSWORD=" + dbenv.MASK, "WA_DB_PORT=" + dbenv.HIDDEN_VALUE]
+    assert shown.splitlines() == ["WA_DB_PASSWORD=" + dbenv_mask.MASK, "WA_DB_PORT=" + dbenv_mask.HIDDEN_VALUE]
 
 
 def test_crlf_file_parses_and_a_rewritten_file_is_stable():
     v = build()
-    crlf = dbenv.render(v).replace("\n", "\r\n")
-    assert dbenv.parse(crlf) == v
-    assert dbenv.masked_text(crlf, v) == dbenv.masked_text(dbenv.render(v), v)
+    crlf = dbenv_file.render(v).replace("\n", "\r\n")
+    assert dbenv_file.parse(crlf) == v
+    assert dbenv_mask.masked_text(crlf, v) == dbenv_mask.masked_text(dbenv_file.render(v), v)
 
 
 @pytest.mark.parametrize("value", ["pw #tail", "pw\t#tail", "pw\u00a0#tail", "pw  ##"])
 @pytest.mark.parametrize("option", ["password", "username"])
 def test_hash_after_whitespace_is_refused(option, value):
-    with pytest.raises(dbenv.DbEnvError) as err:
+    with pytest.raises(dbenv_validate.DbEnvError) as err:
         build(**{option: value})
     msg = str(err.value)
     assert msg.startswith(option + ":")
@@ -227,9 +230,9 @@ def test_hash_without_whitespace_before_it_is_fine(value):
 
 def test_secret_like_names():
     for key in ("WA_DB_PASSWORD", "MYSQL_ROOT_PASSWORD", "PGPASS", "api_token", "SECRET", "SSH_KEY"):
-        assert dbenv.is_secret_key(key)
-    for key in dbenv.KEYS:
-        assert dbenv.is_secret_key(key) == (key in dbenv.SECRET_KEYS)
+        assert dbenv_mask.is_secret_key(key)
+    for key in dbenv_file.KEYS:
+        assert dbenv_mask.is_secret_key(key) == (key in dbenv_mask.SECRET_KEYS)
 
 
 HAND_WRITTEN = (
@@ -247,28 +250,28 @@ HAND_WRITTEN = (
 
 def test_diff_of_a_hand_written_file_shows_only_managed_keys_with_secrets_masked():
     desired = build(hostname="db2")
-    before = dbenv.masked_text(HAND_WRITTEN, desired)
-    after = dbenv.masked_text(dbenv.render(desired), dbenv.managed(dbenv.parse(HAND_WRITTEN)))
+    before = dbenv_mask.masked_text(HAND_WRITTEN, desired)
+    after = dbenv_mask.masked_text(dbenv_file.render(desired), dbenv_file.managed(dbenv_file.parse(HAND_WRITTEN)))
     for shown in (before, after):
         assert "Hidden" not in shown and "s3cret-pw" not in shown
-    assert before.splitlines() == [dbenv.HIDDEN_LINE] * 5 + [
+    assert before.splitlines() == [dbenv_mask.HIDDEN_LINE] * 5 + [
         "",
         "WA_DB_PASSWORD=******** (changed)",
-        "WA_DB_USERNAME=" + dbenv.HIDDEN_VALUE,
+        "WA_DB_USERNAME=" + dbenv_mask.HIDDEN_VALUE,
         "WA_DB_HOSTNAME=db1",
     ]
     assert "WA_DB_HOSTNAME=db2" in after and "WA_DB_PASSWORD=******** (changed)" in after
-    assert after.startswith(dbenv.HEADER)
+    assert after.startswith(dbenv_file.HEADER)
 
 
 def test_masked_and_managed_never_return_a_secret():
-    values = dbenv.parse(HAND_WRITTEN)
-    shown = dbenv.masked(dbenv.managed(values))
-    assert shown == {"WA_DB_PASSWORD": dbenv.MASK, "WA_DB_USERNAME": dbenv.HIDDEN_VALUE,
+    values = dbenv_file.parse(HAND_WRITTEN)
+    shown = dbenv_mask.masked(dbenv_file.managed(values))
+    assert shown == {"WA_DB_PASSWORD": dbenv_mask.MASK, "WA_DB_USERNAME": dbenv_mask.HIDDEN_VALUE,
                      "WA_DB_HOSTNAME": "db1"}
     # even without managed(), names that look secret are masked
-    everything = dbenv.masked(values)
-    assert everything["MYSQL_ROOT_PASSWORD"] == dbenv.MASK and everything["API_TOKEN"] == dbenv.MASK
+    everything = dbenv_mask.masked(values)
+    assert everything["MYSQL_ROOT_PASSWORD"] == dbenv_mask.MASK and everything["API_TOKEN"] == dbenv_mask.MASK
 
 
 @pytest.mark.parametrize(
@@ -278,20 +281,20 @@ def test_masked_and_managed_never_return_a_secret():
      ".db", "db..x", 5],
 )
 def test_refused_hostnames(host):
-    with pytest.raises(dbenv.DbEnvError) as err:
+    with pytest.raises(dbenv_validate.DbEnvError) as err:
         build(hostname=host)
     assert str(err.value).startswith("hostname: ")
-    assert not dbenv.valid_hostname(host)
+    assert not dbenv_validate.valid_hostname(host)
 
 
 @pytest.mark.parametrize("host", ["::ffff:10.0.0.1", "2001:db8::1", "0.0.0.0", "10.0.0.1", "db.example.internal.",
                                   "a" * 63, "DB-1"])
 def test_more_accepted_hostnames(host):
-    assert dbenv.valid_hostname(host)
+    assert dbenv_validate.valid_hostname(host)
 
 
 def test_name_prefix_with_a_trailing_newline_is_refused():
-    with pytest.raises(dbenv.DbEnvError) as err:
+    with pytest.raises(dbenv_validate.DbEnvError) as err:
         build(name_prefix="wa_\n")
     assert "name_prefix" in str(err.value)
 
@@ -302,13 +305,13 @@ def test_name_prefix_with_a_trailing_newline_is_refused():
      (None, 0o600)],
 )
 def test_accepted_modes(value, expected):
-    assert dbenv.parse_mode(value) == expected
+    assert dbenv_validate.parse_mode(value) == expected
 
 
 @pytest.mark.parametrize("value", [644, 384, 0o600, 600, True, 6.0])
 def test_a_numeric_mode_is_refused_with_a_hint_to_quote_it(value):
-    with pytest.raises(dbenv.DbEnvError) as err:
-        dbenv.parse_mode(value)
+    with pytest.raises(dbenv_validate.DbEnvError) as err:
+        dbenv_validate.parse_mode(value)
     msg = str(err.value)
     assert msg.startswith("mode: ") and "as a number" in msg and "Quote it" in msg
 
@@ -322,31 +325,31 @@ def test_a_numeric_mode_is_refused_with_a_hint_to_quote_it(value):
      ("", "not an octal mode"), ("0800", "not an octal mode")],
 )
 def test_modes_that_open_the_file_are_refused(value, fragment):
-    with pytest.raises(dbenv.DbEnvError) as err:
-        dbenv.parse_mode(value)
+    with pytest.raises(dbenv_validate.DbEnvError) as err:
+        dbenv_validate.parse_mode(value)
     assert str(err.value).startswith("mode: ") and fragment in str(err.value)
 
 
 @pytest.mark.parametrize("value", [-1, 0, 3601, True, None, "10"])
 def test_bad_connect_timeout_is_refused(value):
-    with pytest.raises(dbenv.DbEnvError) as err:
-        dbenv.check_connect_timeout(value)
+    with pytest.raises(dbenv_validate.DbEnvError) as err:
+        dbenv_validate.check_connect_timeout(value)
     assert str(err.value).startswith("connect_timeout: ") and "seconds" in str(err.value)
 
 
 @pytest.mark.parametrize("value", [1, 10, 3600])
 def test_good_connect_timeout(value):
-    assert dbenv.check_connect_timeout(value) == value
+    assert dbenv_validate.check_connect_timeout(value) == value
 
 
 def test_validate_params_checks_everything_in_one_place():
     params = dict(GOOD, mode="0600", connect_timeout=10)
-    desired, mode = dbenv.validate_params(params)
+    desired, mode = dbenv_validate.validate_params(params)
     assert desired == build() and mode == 0o600
     for over, option in ((dict(mode=644), "mode"), (dict(connect_timeout=-5), "connect_timeout"),
                          (dict(password="a #b"), "password"), (dict(hostname="::::"), "hostname")):
-        with pytest.raises(dbenv.DbEnvError) as err:
-            dbenv.validate_params(dict(params, **over))
+        with pytest.raises(dbenv_validate.DbEnvError) as err:
+            dbenv_validate.validate_params(dict(params, **over))
         assert str(err.value).startswith(option + ": ")
 
 
@@ -447,7 +450,7 @@ def test_absent_returns_and_diffs_no_secret(tmp_path, check_mode):
     path.write_text(HAND_WRITTEN)
     result = dbenv.run_db_env(FakeModule(path=str(path), state="absent", check_mode=check_mode))
     assert "Hidden" not in repr(result)
-    assert result["variables"] == {"WA_DB_PASSWORD": dbenv.MASK, "WA_DB_USERNAME": dbenv.HIDDEN_VALUE,
+    assert result["variables"] == {"WA_DB_PASSWORD": dbenv_mask.MASK, "WA_DB_USERNAME": dbenv_mask.HIDDEN_VALUE,
                                    "WA_DB_HOSTNAME": "db1"}
     assert result["changed_keys"] == ["WA_DB_HOSTNAME", "WA_DB_PASSWORD", "WA_DB_USERNAME"]
     assert path.exists() == check_mode
@@ -461,6 +464,6 @@ def test_present_over_a_hand_written_file_then_idempotent(tmp_path):
     assert first["changed"] and "Hidden" not in repr(first)
     assert "MYSQL_ROOT_PASSWORD" not in first["changed_keys"] and "OTHER" not in first["changed_keys"]
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
-    assert dbenv.parse(path.read_text())["WA_DB_PASSWORD"] == "NewHidden9"
+    assert dbenv_file.parse(path.read_text())["WA_DB_PASSWORD"] == "NewHidden9"
     second = dbenv.run_db_env(FakeModule(path=str(path)))
     assert not second["changed"] and "diff" not in second and second["changed_keys"] == []

@@ -9,7 +9,9 @@ import stat
 
 import pytest
 from ansible.module_utils.testing import patch_module_args
-from ansible_collections.wabiz.cluster.plugins.module_utils import _dbenv as dbenv
+from ansible_collections.wabiz.cluster.plugins.module_utils import _dbenv_file as dbenv_file
+from ansible_collections.wabiz.cluster.plugins.module_utils import _dbenv_mask as dbenv_mask
+from ansible_collections.wabiz.cluster.plugins.module_utils import _dbenv_validate as dbenv_validate
 from ansible_collections.wabiz.cluster.plugins.modules import db_env
 
 PASSWORD = "Tls-Hidden-9"
@@ -35,8 +37,8 @@ def test_tls_paths_are_written_after_the_seven_and_a_second_run_changes_nothing(
     lines = [ln for ln in path.read_text().splitlines() if not ln.startswith("#")]
     keys = [ln.split("=", 1)[0] for ln in lines]
     assert keys[-3:] == ["WA_DB_SSL_CA", "WA_DB_SSL_CERT", "WA_DB_SSL_KEY"]
-    assert keys[:-3] == [k for k in dbenv.KEYS if k in keys]
-    assert dbenv.parse(path.read_text())["WA_DB_SSL_KEY"] == TLS["ssl_key"]
+    assert keys[:-3] == [k for k in dbenv_file.KEYS if k in keys]
+    assert dbenv_file.parse(path.read_text())["WA_DB_SSL_KEY"] == TLS["ssl_key"]
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     # A path is no secret: shown as it is in the result and the diff.
     assert first["variables"]["WA_DB_SSL_KEY"] == TLS["ssl_key"]
@@ -53,14 +55,14 @@ def test_without_tls_options_the_file_is_as_before_and_removing_them_is_a_change
     assert dropped["changed"]
     assert sorted(dropped["changed_keys"]) == ["WA_DB_SSL_CA", "WA_DB_SSL_CERT", "WA_DB_SSL_KEY"]
     assert "WA_DB_SSL" not in path.read_text()
-    assert list(dbenv.parse(path.read_text())) == [k for k in dbenv.KEYS if k != "WA_DB_NAME_PREFIX"]
+    assert list(dbenv_file.parse(path.read_text())) == [k for k in dbenv_file.KEYS if k != "WA_DB_NAME_PREFIX"]
     assert not run(capsys, path)["changed"]
 
 
 def test_ca_alone_is_enough(tmp_path, capsys):
     path = tmp_path / "db.env"
     res = run(capsys, path, ssl_ca=TLS["ssl_ca"])
-    assert res["changed"] and dbenv.parse(path.read_text())["WA_DB_SSL_CA"] == TLS["ssl_ca"]
+    assert res["changed"] and dbenv_file.parse(path.read_text())["WA_DB_SSL_CA"] == TLS["ssl_ca"]
     assert "WA_DB_SSL_CERT" not in path.read_text()
 
 
@@ -95,9 +97,9 @@ def test_bad_tls_paths_fail_before_anything_is_touched(tmp_path, capsys, over, e
 
 
 def test_check_tls_paths_pairs_cert_and_key():
-    assert dbenv.check_tls_paths() == {}
-    pair = dbenv.check_tls_paths(ssl_cert="/c.pem", ssl_key="/k.pem")
+    assert dbenv_validate.check_tls_paths() == {}
+    pair = dbenv_validate.check_tls_paths(ssl_cert="/c.pem", ssl_key="/k.pem")
     assert pair == {"WA_DB_SSL_CERT": "/c.pem", "WA_DB_SSL_KEY": "/k.pem"}
-    with pytest.raises(dbenv.DbEnvError, match="go together"):
-        dbenv.check_tls_paths(ssl_key="/k.pem")
-    assert not dbenv.is_secret_key("WA_DB_SSL_KEY") and dbenv.is_secret_key("SSH_KEY")
+    with pytest.raises(dbenv_validate.DbEnvError, match="go together"):
+        dbenv_validate.check_tls_paths(ssl_key="/k.pem")
+    assert not dbenv_mask.is_secret_key("WA_DB_SSL_KEY") and dbenv_mask.is_secret_key("SSH_KEY")
