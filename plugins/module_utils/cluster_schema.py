@@ -7,6 +7,10 @@ Pure Python (no Ansible import, Python 3.8+), shared by the stand-in services
 (``standin/wabiz_standin``; the image copies this file to
 ``/opt/whatsapp/lib/wabiz_standin/cluster_schema.py``) and by the collection's modules.
 
+It stays one file (over the ~400 lines other files keep to) because it is the contract
+between two programs: the stand-in image copies exactly this file, and one file cannot drift
+from itself. Its SQL is data (one statement table per engine), read one name at a time.
+
 Everything is keyed by engine, ``MYSQL`` or ``PGSQL`` (the values of ``WA_DB_ENGINE``).
 Statements use the ``%s`` parameter style that both PyMySQL and psycopg2 understand.
 Every time is stamped and compared with the database server's clock (``NOW(6)`` on MySQL,
