@@ -61,6 +61,11 @@ class PlaybookRun:
     ok: int
     failed: int
     output: str = field(repr=False)
+    roles: dict[str, float] = field(default_factory=dict)  # seconds per role (ansible.posix.profile_roles)
+
+
+# profile_roles' summary lines: "wabiz.cluster.node ------------------ 31.50s"
+_ROLE_TIME = re.compile(r"^(\S+) -+ (\d+(?:\.\d+)?)s$", re.M)
 
 
 def _env() -> dict[str, str]:
@@ -68,6 +73,8 @@ def _env() -> dict[str, str]:
     env.setdefault("ANSIBLE_COLLECTIONS_PATH", str(ROOT / ".build" / "link"))
     env["ANSIBLE_NOCOLOR"] = "1"
     env["PATH"] = f"{Path(sys.executable).parent}:{env.get('PATH', '')}"
+    # Time per role, printed after the recap.
+    env["ANSIBLE_CALLBACKS_ENABLED"] = "ansible.posix.profile_roles"
     return env
 
 
@@ -89,7 +96,9 @@ def playbook(name: str, extra: dict[str, Any] | None = None, check: bool = True)
     totals = {"ok": 0, "changed": 0, "failed": 0}
     for key, value in re.findall(r"\b(ok|changed|failed)=(\d+)", proc.stdout.split("PLAY RECAP")[-1]):
         totals[key] += int(value)
-    return PlaybookRun(round(seconds, 2), totals["changed"], totals["ok"], totals["failed"], proc.stdout)
+    roles_recap = proc.stdout.split("ROLES RECAP")[-1] if "ROLES RECAP" in proc.stdout else ""
+    roles = {name: float(t) for name, t in _ROLE_TIME.findall(roles_recap) if name != "total"}
+    return PlaybookRun(round(seconds, 2), totals["changed"], totals["ok"], totals["failed"], proc.stdout, roles)
 
 
 class Testbed:

@@ -35,6 +35,9 @@ def run(bed: Testbed, extra: dict[str, Any] | None = None) -> dict[str, Any]:
         "ratio_cold_vs_compose_until_serving": round(cold.seconds / floor_healthy, 2),
         "ratio_rerun_vs_compose_up": round(rerun.seconds / up_s, 2),
         "hosts": sorted(projects),
+        # How Ansible reached the machines (inventories/testbed): SSH as an ordinary user, sudo.
+        "transport": "ssh, ordinary user with sudo, pipelining",
+        "site_cold_roles_s": cold.roles, "site_rerun_roles_s": rerun.roles,
         "problems": [f"the re-run changed {rerun.changed} task(s)"] * bool(rerun.changed)
         + [f"site.yml after the floor changed {after_floor.changed} task(s)"] * bool(after_floor.changed),
     }
