@@ -71,3 +71,13 @@ def test_first_run_installs_what_the_modules_and_roles_use(bed, runs):
 def test_second_run_installs_nothing(runs):
     assert runs["again"].ok(), tail(runs["again"].output)
     assert runs["again"].changed() == {"b1": 0, "b2": 0}, tail(runs["again"].output)
+
+
+def test_an_engine_left_without_its_command_gets_the_command(bed, runs):
+    # Debian 13: docker.io installed earlier without recommends, so no docker command.
+    gone = bed.sh("b2", "dpkg -r --force-depends docker-cli >/dev/null 2>&1; command -v docker")
+    assert gone.returncode != 0, gone.stdout
+    again = bed.play("bare_hosts.yml", label="cli-restored")
+    assert again.ok(), tail(again.output)
+    assert bed.sh("b2", "command -v docker").returncode == 0, tail(again.output)
+    assert again.changed()["b2"] > 0 and again.changed()["b1"] == 0, again.changed()
