@@ -1,13 +1,16 @@
-"""Shared pieces of the infrastructure role tests: the staged collection, running playbooks
-against a testbed, and commands inside its machines."""
+"""Shared pieces of the infrastructure role tests: the staged collection, a testbed per module,
+running playbooks against it, and commands inside its machines."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -85,6 +88,20 @@ class Bed:
         recap = {m[0]: {"ok": int(m[1]), "changed": int(m[2]), "unreachable": int(m[3]), "failed": int(m[4])}
                  for m in RECAP.findall(out)}
         return Run(res.returncode, out, seconds, recap)
+
+
+@contextmanager
+def bed_session(name: str, collections: str, hosts: list[str], db: str | None, nfs: bool, subnet: str,
+                extra_vars: dict[str, str], inventory: Path = GROUPS_INVENTORY) -> Iterator[Bed]:
+    """A fresh testbed for one test module (first taking down whatever an interrupted run left);
+    afterwards its playbook timings are written to BUILD and printed, and it is taken down."""
+    testbed.down(name)
+    testbed.up(name, hosts, db, nfs, subnet)
+    b = Bed(name, collections, extra_vars, inventory=inventory)
+    yield b
+    (BUILD / f"times-{name}.json").write_text(json.dumps(b.times, indent=2) + "\n")
+    print(f"\n[{name}] playbook seconds: {b.times}")
+    testbed.down(name)
 
 
 def tail(text: str, lines: int = 60) -> str:

@@ -4,11 +4,9 @@ nothing."""
 
 from __future__ import annotations
 
-import json
-
 import pytest
 
-from .conftest import BUILD, HERE, Bed, tail, testbed
+from .conftest import BUILD, HERE, bed_session, tail
 
 NAME = "roles-bare"
 SUBNET = "172.28.16.0/24"
@@ -34,12 +32,9 @@ PRESENT = {
 
 @pytest.fixture(scope="module")
 def bed(docker_client, collections_path):
-    testbed.down(NAME)
-    testbed.up(NAME, ["b1:bare/bare", "b2:bare/bare-trixie"], None, False, SUBNET)
-    b = Bed(NAME, collections_path, {}, inventory=INVENTORY)
-    yield b
-    (BUILD / f"times-{NAME}.json").write_text(json.dumps(b.times, indent=2) + "\n")
-    testbed.down(NAME)
+    with bed_session(NAME, collections_path, ["b1:bare/bare", "b2:bare/bare-trixie"], None, False, SUBNET, {},
+                     inventory=INVENTORY) as b:
+        yield b
 
 
 @pytest.fixture(scope="module")

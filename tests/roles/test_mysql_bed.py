@@ -12,7 +12,7 @@ import textwrap
 
 import pytest
 
-from tests.roles.conftest import BUILD, Bed, tail, testbed
+from tests.roles.conftest import Bed, bed_session, tail, testbed
 
 NAME = "roles-mysql"
 SUBNET = "172.28.20.0/24"
@@ -26,16 +26,11 @@ pytestmark = [pytest.mark.docker, pytest.mark.slow]
 
 @pytest.fixture(scope="module")
 def bed(docker_client, collections_path):
-    testbed.down(NAME)
-    testbed.up(NAME, ["h1:wabiz_master,wabiz_nodes", "h2:wabiz_coreapp,wabiz_webapp,wabiz_nodes", "out1:outsiders"],
-               "mariadb", True, SUBNET)
-    # A small image inside h1 for stand-in containers (cleanup target, published ports).
-    testbed.load_images(NAME, ["wabiz/base:bookworm"], only=["h1"])
-    b = Bed(NAME, collections_path, {"wabiz_db_engine": "mysql"})
-    yield b
-    (BUILD / f"times-{NAME}.json").write_text(json.dumps(b.times, indent=2) + "\n")
-    print(f"\n[{NAME}] playbook seconds: {b.times}")
-    testbed.down(NAME)
+    hosts = ["h1:wabiz_master,wabiz_nodes", "h2:wabiz_coreapp,wabiz_webapp,wabiz_nodes", "out1:outsiders"]
+    with bed_session(NAME, collections_path, hosts, "mariadb", True, SUBNET, {"wabiz_db_engine": "mysql"}) as b:
+        # A small image inside h1 for stand-in containers (cleanup target, published ports).
+        testbed.load_images(NAME, ["wabiz/base:bookworm"], only=["h1"])
+        yield b
 
 
 @pytest.fixture(scope="module")

@@ -9,7 +9,7 @@ import textwrap
 
 import pytest
 
-from tests.roles.conftest import BUILD, Bed, tail, testbed
+from tests.roles.conftest import Bed, bed_session, tail
 
 NAME = "roles-pgsql"
 SUBNET = "172.28.21.0/24"
@@ -20,14 +20,9 @@ pytestmark = [pytest.mark.docker, pytest.mark.slow]
 
 @pytest.fixture(scope="module")
 def bed(docker_client, collections_path):
-    testbed.down(NAME)
-    testbed.up(NAME, ["p1:wabiz_master,wabiz_coreapp,wabiz_webapp,wabiz_nodes", "pout:outsiders"],
-               "postgres", False, SUBNET)
-    b = Bed(NAME, collections_path, {"wabiz_db_engine": "postgresql"})
-    yield b
-    (BUILD / f"times-{NAME}.json").write_text(json.dumps(b.times, indent=2) + "\n")
-    print(f"\n[{NAME}] playbook seconds: {b.times}")
-    testbed.down(NAME)
+    hosts = ["p1:wabiz_master,wabiz_coreapp,wabiz_webapp,wabiz_nodes", "pout:outsiders"]
+    with bed_session(NAME, collections_path, hosts, "postgres", False, SUBNET, {"wabiz_db_engine": "postgresql"}) as b:
+        yield b
 
 
 @pytest.fixture(scope="module")

@@ -12,6 +12,7 @@ import signal
 import threading
 import time
 import urllib.request
+from collections.abc import Callable
 
 from wabiz_standin.schema import S
 
@@ -27,21 +28,33 @@ def started(c: Cluster, connected: int = 1) -> str:
     return primary
 
 
-class RoleWatcher(threading.Thread):
-    """Polls every master's role every 0.25 s and records any moment with two primaries."""
+class OverlapWatcher(threading.Thread):
+    """Calls ``probe`` (the nodes currently in a role that only one may hold) every ``interval``
+    seconds until ``stop`` is set, and records every moment it returns more than one node."""
 
-    def __init__(self, c: Cluster) -> None:
+    def __init__(self, probe: Callable[[], list[str]], interval: float) -> None:
         super().__init__(daemon=True)
-        self.c, self.stop, self.overlaps, self.samples = c, threading.Event(), [], 0
+        self.probe, self.interval = probe, interval
+        self.stop, self.samples = threading.Event(), 0
+        self.overlaps: list[tuple[float, list[str]]] = []
 
     def run(self) -> None:
         while not self.stop.is_set():
-            roles = self.c.roles(timeout=0.2)
+            nodes = self.probe()
             self.samples += 1
-            primaries = [n for n, r in roles.items() if r == "primary_master"]
-            if len(primaries) > 1:
-                self.overlaps.append((time.monotonic(), primaries))
-            time.sleep(0.25)
+            if len(nodes) > 1:
+                self.overlaps.append((time.monotonic(), nodes))
+            time.sleep(self.interval)
+
+
+def primaries_watcher(c: Cluster) -> OverlapWatcher:
+    """Every master's role every 0.25 s: moments with two primaries."""
+    return OverlapWatcher(lambda: [n for n, r in c.roles(timeout=0.2).items() if r == "primary_master"], 0.25)
+
+
+def connected_watcher(c: Cluster) -> OverlapWatcher:
+    """Every coreapp's gateway_status every 0.1 s: moments with two connected."""
+    return OverlapWatcher(c.connected_coreapps, 0.1)
 
 
 def test_election_and_takeover(make_cluster) -> None:
@@ -50,7 +63,7 @@ def test_election_and_takeover(make_cluster) -> None:
     st = c.storage()
     epoch1 = st.read_lease().epoch
     assert st.read_lease().holder == first
-    watcher = RoleWatcher(c)
+    watcher = primaries_watcher(c)
     watcher.start()
     time.sleep(1.0)
     killed = time.monotonic()
@@ -275,7 +288,7 @@ def test_database_stall_demotes_the_primary_before_its_lease_lapses_without_fail
         time.sleep(1.5)
         st = c.storage()
         owner, shard_epoch, lease_epoch = c.owners()[0], st.shard_map()[0].epoch, st.read_lease().epoch
-        watcher = RoleWatcher(c)
+        watcher = primaries_watcher(c)
         watcher.start()
         proxy.paused.set()
         t0 = time.monotonic()
@@ -306,22 +319,6 @@ def test_database_stall_demotes_the_primary_before_its_lease_lapses_without_fail
         proxy.close()
 
 
-class ConnectedWatcher(threading.Thread):
-    """Polls every coreapp's gateway_status every 0.1 s; records moments with two connected."""
-
-    def __init__(self, c: Cluster) -> None:
-        super().__init__(daemon=True)
-        self.c, self.stop, self.overlaps, self.samples = c, threading.Event(), [], 0
-
-    def run(self) -> None:
-        while not self.stop.is_set():
-            connected = self.c.connected_coreapps()
-            self.samples += 1
-            if len(connected) > 1:
-                self.overlaps.append((time.monotonic(), connected))
-            time.sleep(0.1)
-
-
 def test_partitioned_owner_stops_before_the_new_owner_starts(make_cluster, db_server) -> None:
     """The owner stays alive but loses the database (its own stalled proxy). It must stop
     accepting before the master's replacement starts: never two connected owners of a shard."""
@@ -333,7 +330,7 @@ def test_partitioned_owner_stops_before_the_new_owner_starts(make_cluster, db_se
         wait_for(lambda: c.connected_coreapps() == ["coreapp1"], 20, what="coreapp1 owner")
         c.start_node("coreapp", "coreapp2")
         time.sleep(DB_DEAD + 1.5)  # the master's DB-mode tenure grace
-        watcher = ConnectedWatcher(c)
+        watcher = connected_watcher(c)
         watcher.start()
         t0 = time.monotonic()
         proxy.paused.set()
@@ -362,7 +359,7 @@ def test_heartbeat_failover_within_unhealthy_plus_heartbeat(make_cluster) -> Non
     c = make_cluster().start(masters=2, coreapps=2, webapps=0)
     started(c)
     time.sleep(1.5)
-    watcher = ConnectedWatcher(c)
+    watcher = connected_watcher(c)
     watcher.start()
     decided, connected = [], []
     for _ in range(3):
@@ -442,7 +439,7 @@ def _db_lost_owner_is_replaced(make_cluster, db_server, masters: int) -> None:
         time.sleep(UNHEALTHY)  # the spare is seen healthy by every master
         client = Client(c)
         client.start()
-        watcher = ConnectedWatcher(c)
+        watcher = connected_watcher(c)
         watcher.start()
         time.sleep(1.5)
         t0 = time.monotonic()
@@ -497,7 +494,7 @@ def test_planned_move_needs_no_fence_wait_and_refuses_nothing(make_cluster) -> N
     time.sleep(UNHEALTHY)  # every spare seen healthy
     client = Client(c)
     client.start()
-    watcher = ConnectedWatcher(c)
+    watcher = connected_watcher(c)
     watcher.start()
     waits, lines = [], []
     try:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import shutil
+from pathlib import Path
+from typing import Any
 
 import pytest
 from ansible_collections.wabiz.cluster.plugins.module_utils import _nfs as nfs
@@ -221,19 +223,26 @@ def test_no_kernel_nfs_fails_clearly_and_changes_nothing(tmp_path, monkeypatch):
     assert not (tmp_path / "srv").exists() and module.commands == []
 
 
+def _refused(tmp: Path, monkeypatch: pytest.MonkeyPatch, params: dict[str, Any], fragment: str) -> str:
+    """Run the module with ``params`` over the sample fstab: it must fail with ``fragment`` in its
+    message, leaving the fstab as it was and running no command. Returns the message."""
+    (tmp / "fstab").write_text(FSTAB)
+    module = make(tmp, monkeypatch, params=params)
+    with pytest.raises(Failed) as err:
+        nfs.run_nfs_media(module)
+    msg = err.value.args[0]["msg"]
+    assert fragment in msg
+    assert (tmp / "fstab").read_text() == FSTAB and module.commands == []
+    return msg
+
+
 @pytest.mark.parametrize(
     "params, fragment",
     [({"path": "relative/dir"}, "not an absolute path"), ({"src": "nohost"}, "src:"),
      ({"opts": "hard,timeo=6 00"}, "whitespace"), ({"dump": -1}, "dump: must not be negative")],
 )
 def test_bad_input_fails_before_touching_anything(kernel_with_nfs, monkeypatch, params, fragment):
-    tmp = kernel_with_nfs
-    (tmp / "fstab").write_text(FSTAB)
-    module = make(tmp, monkeypatch, params=params)
-    with pytest.raises(Failed) as err:
-        nfs.run_nfs_media(module)
-    assert fragment in err.value.args[0]["msg"]
-    assert (tmp / "fstab").read_text() == FSTAB and module.commands == []
+    _refused(kernel_with_nfs, monkeypatch, params, fragment)
 
 
 # --- bad input: each is refused naming the option, before anything is read or changed ---------
@@ -251,15 +260,9 @@ def test_bad_input_fails_before_touching_anything(kernel_with_nfs, monkeypatch, 
      ({"fstab": "relative/fstab"}, "fstab: 'relative/fstab' is not an absolute path")],
 )
 def test_bad_input_names_the_option_and_changes_nothing(kernel_with_nfs, monkeypatch, params, fragment):
-    tmp = kernel_with_nfs
-    (tmp / "fstab").write_text(FSTAB)
-    module = make(tmp, monkeypatch, params=params)
-    with pytest.raises(Failed) as err:
-        nfs.run_nfs_media(module)
-    assert fragment in err.value.args[0]["msg"]
-    assert err.value.args[0]["msg"].endswith("Nothing was changed.")
-    assert (tmp / "fstab").read_text() == FSTAB and module.commands == []
-    assert not (tmp / "srv").exists()
+    msg = _refused(kernel_with_nfs, monkeypatch, params, fragment)
+    assert msg.endswith("Nothing was changed.")
+    assert not (kernel_with_nfs / "srv").exists()
 
 
 @pytest.mark.parametrize("state", ["mounted", "present", "absent", "unmounted"])
