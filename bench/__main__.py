@@ -22,10 +22,10 @@ from . import deploy, failover, switchover
 from .cluster import DEFAULT_TIMERS, INVENTORY, Testbed, playbook
 from .common import results_dir, say, write_json
 
-TESTBED_PARTS = ["deploy", "health", "switchover", "failover", "failover-default"]
+TESTBED_PARTS = ["deploy", "health", "switchover", "failover", "failover-db", "failover-default"]
 LOCAL_PARTS = ["health-loopback", "gc"]
 ALL_PARTS = TESTBED_PARTS + LOCAL_PARTS
-QUICK_PARTS = ["deploy", "health", "switchover", "failover", "health-loopback", "gc"]
+QUICK_PARTS = ["deploy", "health", "switchover", "failover", "failover-db", "health-loopback", "gc"]
 
 
 def run_testbed(parts: list[str], args: argparse.Namespace, summary: dict[str, Any]) -> None:
@@ -64,6 +64,10 @@ def run_testbed(parts: list[str], args: argparse.Namespace, summary: dict[str, A
         def failover_part() -> None:
             fo.append(failover.run(bed, args.rounds, "tuned (heartbeat 2 s, unhealthy 10 s)", fence=3))
 
+        def failover_db_part() -> None:
+            fo.append(failover.run(bed, args.rounds, "tuned, owner cut off from the database", fence=3,
+                                   fault="db_cut"))
+
         def failover_default_part() -> None:
             say("failover-default: re-deploying with the product's default timers")
             redeploy = playbook("site", DEFAULT_TIMERS)
@@ -75,6 +79,7 @@ def run_testbed(parts: list[str], args: argparse.Namespace, summary: dict[str, A
         part("health", health_part)
         part("switchover", switchover_part)
         part("failover", failover_part)
+        part("failover-db", failover_db_part)
         part("failover-default", failover_default_part)
         if fo:
             write_json("failover", {"timer_sets": fo})

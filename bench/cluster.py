@@ -31,6 +31,7 @@ PROBE = ROOT / "playbooks" / "files" / "drill_probe.py"
 WEBAPPS = {"webapp1": "172.28.10.16", "webapp2": "172.28.10.17"}
 ADMIN_PASSWORD_SUFFIX = "-Aa1"  # inventories/testbed/group_vars/all.yml appends it to the generated password
 NODE_HOSTS = ["master1", "master2", "coreapp1", "coreapp2", "coreapp3", "webapp1", "webapp2"]
+DB_ADDRESS = "172.28.10.5"
 ADDRESSES = {"master1": "172.28.10.11", "master2": "172.28.10.12", "coreapp1": "172.28.10.13",
              "coreapp2": "172.28.10.14", "coreapp3": "172.28.10.15", **WEBAPPS}
 # Extra vars that replace the testbed inventory's shortened timers with the product defaults
@@ -78,27 +79,43 @@ def _env() -> dict[str, str]:
     return env
 
 
-def sh(argv: list[str], check: bool = True, timeout: float = 900) -> subprocess.CompletedProcess:
-    proc = subprocess.run(argv, cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=timeout)
+def mitogen_env() -> dict[str, str]:
+    """The settings that run a playbook under mitogen's linear strategy (PyPI mitogen)."""
+    import ansible_mitogen  # only the mitogen measurement needs it
+
+    plugins = Path(ansible_mitogen.__file__).parent / "plugins" / "strategy"
+    # mitogen opens its own SSH connections and checks host keys unless told not to; the testbed
+    # inventory says so in ansible_ssh_common_args, which mitogen does not read for this.
+    return {"ANSIBLE_STRATEGY_PLUGINS": str(plugins), "ANSIBLE_STRATEGY": "mitogen_linear",
+            "ANSIBLE_HOST_KEY_CHECKING": "False"}
+
+
+def sh(argv: list[str], check: bool = True, timeout: float = 900,
+       env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    proc = subprocess.run(argv, cwd=ROOT, env={**_env(), **(env or {})}, capture_output=True, text=True,
+                          timeout=timeout)
     if check and proc.returncode != 0:
         raise RuntimeError(f"{' '.join(argv)} failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
     return proc
 
 
-def playbook(name: str, extra: dict[str, Any] | None = None, check: bool = True) -> PlaybookRun:
-    """Run playbooks/<name>.yml on the testbed; time it and add up the recap."""
+def playbook(name: str, extra: dict[str, Any] | None = None, check: bool = True,
+             env: dict[str, str] | None = None) -> PlaybookRun:
+    """Run playbooks/<name>.yml on the testbed; time it and add up the recap. ``env``: extra
+    environment (e.g. mitogen_env())."""
     argv = ["ansible-playbook", "-i", str(INVENTORY), str(ROOT / "playbooks" / f"{name}.yml")]
     if extra:
         argv += ["-e", json.dumps(extra)]
     t0 = time.perf_counter()
-    proc = sh(argv, check=check, timeout=1800)
+    proc = sh(argv, check=check, timeout=1800, env=env)
     seconds = time.perf_counter() - t0
-    totals = {"ok": 0, "changed": 0, "failed": 0}
-    for key, value in re.findall(r"\b(ok|changed|failed)=(\d+)", proc.stdout.split("PLAY RECAP")[-1]):
+    totals = {"ok": 0, "changed": 0, "failed": 0, "unreachable": 0}
+    for key, value in re.findall(r"\b(ok|changed|failed|unreachable)=(\d+)", proc.stdout.split("PLAY RECAP")[-1]):
         totals[key] += int(value)
     roles_recap = proc.stdout.split("ROLES RECAP")[-1] if "ROLES RECAP" in proc.stdout else ""
     roles = {name: float(t) for name, t in _ROLE_TIME.findall(roles_recap) if name != "total"}
-    return PlaybookRun(round(seconds, 2), totals["changed"], totals["ok"], totals["failed"], proc.stdout, roles)
+    return PlaybookRun(round(seconds, 2), totals["changed"], totals["ok"], totals["failed"] + totals["unreachable"],
+                       proc.stdout, roles)
 
 
 class Testbed:
@@ -215,6 +232,23 @@ class Testbed:
         t = time.time()
         sh(["docker", "kill", machine(host)])
         return t
+
+    # The owner's containers reach the database through the machine's FORWARD path (DOCKER-USER);
+    # a host-network process through OUTPUT/INPUT. Both directions are dropped, as a partition.
+    _DB_CUT = [("DOCKER-USER", "-d"), ("DOCKER-USER", "-s"), ("OUTPUT", "-d"), ("INPUT", "-s")]
+
+    def cut_from_database(self, host: str) -> float:
+        """Drop every packet between ``host`` and the database host; return when (epoch)."""
+        t = time.time()
+        for chain, direction in self._DB_CUT:
+            sh(["docker", "exec", machine(host), "iptables", "-I", chain, "1", direction, DB_ADDRESS,
+                "-m", "comment", "--comment", "wabiz-bench-db-cut", "-j", "DROP"])
+        return t
+
+    def heal_database_cut(self, host: str) -> None:
+        for chain, direction in self._DB_CUT:
+            sh(["docker", "exec", machine(host), "iptables", "-D", chain, direction, DB_ADDRESS,
+                "-m", "comment", "--comment", "wabiz-bench-db-cut", "-j", "DROP"], check=False)
 
     def start_machine(self, host: str) -> None:
         sh(["docker", "start", machine(host)])

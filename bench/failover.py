@@ -1,4 +1,5 @@
-"""Failover downtime: rounds of SIGKILL of the shard owner's machine on the testbed.
+"""Failover downtime: rounds of SIGKILL of the shard owner's machine on the testbed, and rounds
+that cut the owner off from the database only (its machine drops the packets to and from it).
 
 Each round a client sends messages through both webapps without pause (the drill's client,
 playbooks/files/drill_probe.py) while the benchmark kills the whole machine of the coreapp that
@@ -23,8 +24,9 @@ WARMUP_S = 3.0
 STOP_AFTER_RECOVERY_S = 4.0
 
 
-def one_round(bed: Testbed, k: int, workdir: Path, bound: float) -> dict[str, Any]:
-    """Kill the owner's machine once; the drill's figures for this round."""
+def one_round(bed: Testbed, k: int, workdir: Path, bound: float, fault: str = "kill") -> dict[str, Any]:
+    """Kill the owner's machine once (``fault="kill"``), or cut it off from the database
+    (``"db_cut"``, healed after the round); the drill's figures for this round."""
     owners = bed.owners(bed.apis())
     if not owners:
         raise RuntimeError("no shard has an owner before the round")
@@ -36,13 +38,18 @@ def one_round(bed: Testbed, k: int, workdir: Path, bound: float) -> dict[str, An
                           ["--duration", str(cap), "--stop-after-recovery", str(STOP_AFTER_RECOVERY_S)],
                           timeout=cap + 180) as finish:
         time.sleep(WARMUP_S)
-        fault_at = bed.kill_machine(host)
-        record = finish()
+        fault_at = bed.kill_machine(host) if fault == "kill" else bed.cut_from_database(host)
+        try:
+            record = finish()
+        finally:
+            if fault == "db_cut":
+                bed.heal_database_cut(host)
     report = bed.probe.analyze_record(record, fault_at, bound)
-    bed.start_machine(host)
+    if fault == "kill":
+        bed.start_machine(host)
     back = bed.wait_healthy()
     result = {
-        "round": k, "killed": host, "shard": shard, "shards": shards, "previous_owner": node,
+        "round": k, "fault": fault, "killed": host, "shard": shard, "shards": shards, "previous_owner": node,
         "new_owner": (report["owner_changes"].get(str(shard)) or {}).get("owner"),
         "downtime_s": report["downtime_s"], "recovered": report["recovered"], "requests": report["requests"],
         "downtime_by_shard_s": report.get("downtime_by_shard_s", {}), "worst_shard": report.get("worst_shard"),
@@ -50,13 +57,13 @@ def one_round(bed: Testbed, k: int, workdir: Path, bound: float) -> dict[str, An
         "owner_seen_moved_after_s": (report["owner_changes"].get(str(shard)) or {}).get("after_fault"),
         "max_poll_gap_s": report["max_poll_gap_s"], "restore_s": back,
     }
-    say(f"round {k}: killed {host} (owner of shard {shard} of {shards}), downtime {result['downtime_s']} s "
+    say(f"round {k}: {'killed' if fault == 'kill' else 'cut from the database:'} {host} (owner of shard {shard} of {shards}), downtime {result['downtime_s']} s "
         f"(per shard {result['downtime_by_shard_s']}), {result['requests']} requests, "
         f"{result['failed']} failed, {result['lost']} lost; whole again after {back} s")
     return result
 
 
-def run(bed: Testbed, rounds: int, label: str, fence: float) -> dict[str, Any]:
+def run(bed: Testbed, rounds: int, label: str, fence: float, fault: str = "kill") -> dict[str, Any]:
     """``rounds`` kills with the timers the cluster runs now; downtime distribution and checks.
     ``fence``: the coreapps' WA_COREAPP_FENCE_SECONDS (a new owner waits it out first)."""
     apis = bed.apis()
@@ -67,13 +74,15 @@ def run(bed: Testbed, rounds: int, label: str, fence: float) -> dict[str, Any]:
     workdir.mkdir(exist_ok=True)
     say(f"failover ({label}): {rounds} rounds, heartbeat {hb} s, unhealthy {unhealthy} s")
     bound = unhealthy + hb
-    results = [one_round(bed, k + 1, workdir, bound) for k in range(rounds)]
+    goal = unhealthy + 1  # what the failover issue asks: unhealthy_interval + 1 s, p99
+    results = [one_round(bed, k + 1, workdir, bound, fault) for k in range(rounds)]
     downs = [r["downtime_s"] for r in results if r["downtime_s"] is not None]
     problems = [f"round {r['round']}: {what}" for r in results for what, bad in (
         ("no recovery", not r["recovered"]), (f"{r['lost']} acknowledged messages lost", r["lost"]),
         (f"{r['double_owner_moments']} moments with two owners", r["double_owner_moments"]),
         ("no spare took over", r["new_owner"] is None and r["downtime_s"])) if bad]
-    return {"label": label, "heartbeat_interval_s": hb, "unhealthy_interval_s": unhealthy, "bound_s": bound,
+    return {"label": label, "fault": fault, "heartbeat_interval_s": hb, "unhealthy_interval_s": unhealthy,
+            "bound_s": bound, "goal_s": goal, "within_goal": sum(1 for d in downs if d <= goal),
             "rounds": results, "downtime_s": distribution(downs, 3),
             "within_bound": sum(1 for d in downs if d <= bound), "fence_s": fence,
             "within_bound_plus_fence": sum(1 for d in downs if d <= bound + fence), "requests": sum(r["requests"] for r in results),
@@ -94,8 +103,9 @@ def plot(results: list[dict[str, Any]], name: str = "failover") -> Path:
         d = res["downtime_s"]
         ax1.step(x, y, where="post", color=color, label=f"{res['label']}: p50 {d['p50']} s, p99 {d['p99']} s (n={d['n']})")
         ax1.axvline(res["bound_s"], color=color, linestyle="--", linewidth=1)
-        ax1.axvline(res["bound_s"] + res["fence_s"], color=color, linestyle=":", linewidth=1)
-        ax1.text(res["bound_s"], 0.30 + 0.1 * i, f" unhealthy+heartbeat {res['bound_s']:g} s\n (+fence: {res['bound_s'] + res['fence_s']:g} s)",
+        goal = res.get("goal_s", res["bound_s"])
+        ax1.axvline(goal, color=color, linestyle=":", linewidth=1)
+        ax1.text(res["bound_s"], 0.30 + 0.12 * i, f" unhealthy+heartbeat {res['bound_s']:g} s\n (dotted, unhealthy+1: {goal:g} s)",
                  color=color, fontsize=8)
         ax2.plot([r["round"] for r in res["rounds"]], [r["downtime_s"] for r in res["rounds"]], "o-", color=color,
                  label=res["label"])
@@ -104,7 +114,7 @@ def plot(results: list[dict[str, Any]], name: str = "failover") -> Path:
     ax1.set_ylabel("fraction of rounds")
     ax1.set_ylim(0, 1.02)
     ax1.legend(loc="lower right", fontsize=8)
-    ax1.set_title("failover downtime, SIGKILL of the owner's machine")
+    ax1.set_title("failover downtime: SIGKILL of the owner's machine; owner cut off from the DB")
     ax2.set_xlabel("round")
     ax2.set_ylabel("downtime (s)")
     ax2.set_title("rounds in order (dashed: unhealthy + heartbeat)")

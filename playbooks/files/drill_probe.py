@@ -246,7 +246,9 @@ def plan(args: argparse.Namespace) -> int:
     targets = [where(n) for n in ids]
     # The masters that are not primary: a one-master drill stops them first (DB mode).
     secondaries = [where(n) for n, i in sorted(nodes.items()) if i.get("role") == "secondary_master"]
-    bound = float(app.get("unhealthy_interval", 30)) + float(app.get("heartbeat_interval", 5))
+    # The owner is declared dead once both masters' freshest answer is unhealthy_interval old
+    # (at the deadline, not at the next cycle); the new owner then serves within about a second.
+    bound = float(app.get("unhealthy_interval", 30)) + 1.0
     primaries = [where(n) for n, i in sorted(nodes.items()) if i.get("role") == "primary_master"]
     print(json.dumps({"targets": targets, "primary_masters": primaries, "secondary_masters": secondaries,
                       "bound_s": bound, "settings": app}))

@@ -179,6 +179,7 @@ class Master(BaseNode):
         log.info("master started: lease ttl %.1fs, renew deadline %.1fs, DB heartbeat %.1fs, dead after %.1fs",
                  cfg.lease_ttl, cfg.renew_deadline, cfg.db_heartbeat, cfg.db_dead_after)
         watchdog = asyncio.ensure_future(self.renew_deadline_watchdog())
+        deadlines = asyncio.ensure_future(self.deadline_watch())
         while not self.stopping.is_set():
             started = time.monotonic()
             try:
@@ -191,28 +192,29 @@ class Master(BaseNode):
                 self.demote("renew deadline passed")
             await self.wait_for_next_cycle(started + self.loop_interval)
         watchdog.cancel()
+        deadlines.cancel()
 
     async def wait_for_next_cycle(self, next_cycle: float) -> None:
-        """Sleep until the next cycle, but wake at the moment the evidence read so far would
-        declare a shard owner dead (``next_deadline``), and decide then (detection at the
-        deadline, not at the next cycle)."""
+        await self._sleep(next_cycle - time.monotonic())
+
+    async def deadline_watch(self) -> None:
+        """Decide at the moment the evidence read so far would declare a shard owner dead
+        (``next_deadline``), whatever the cycle is doing: its pings to a dead host wait out their
+        timeout, and a deadline that falls then must not wait for them (detection at the
+        deadline, not after the next cycle's pings)."""
         while not self.stopping.is_set():
+            at = self.next_deadline if self.primary_now() else None
             now = time.monotonic()
-            wake = next_cycle
-            if self.primary_now() and self.next_deadline is not None:
-                wake = min(wake, max(self.next_deadline, now + 0.05))
-            await self._sleep(wake - now)
-            if time.monotonic() >= next_cycle - 0.01 or not self.primary_now():
-                return
+            if at is None or at > now:
+                await self._sleep(0.25 if at is None else min(at - now, 0.25))
+                continue
             self.next_deadline = None
             try:
                 await self.manage_shards()
             except StorageError as exc:
                 log.warning("deadline check: database error: %s", exc)
-                return
             except Exception:
                 log.exception("deadline check failed")
-                return
 
     async def renew_deadline_watchdog(self) -> None:
         """Demote (and say so) the moment the renew deadline passes, even while the loop is

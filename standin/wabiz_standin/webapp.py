@@ -553,10 +553,11 @@ class Webapp(BaseNode):
             if routes:
                 route = routes[S.shard_for(to, len(routes))]
                 if route[1] and route[3] and route[4]:
-                    res = await self.request_json("POST", route[3], route[4], "/v1/messages",
-                                                  {"id": msg_id, "to": to, "body": text, "shard": route[0]},
-                                                  timeout=max(1.0, deadline - time.monotonic()))
-                    if res and res.get("_status") == 201:
+                    res, moved = await self.send_attempt(route, {"id": msg_id, "to": to, "body": text,
+                                                                 "shard": route[0]}, deadline)
+                    if moved:
+                        code, last = 1014, f"{route[1]} no longer owns shard {route[0]}"
+                    elif res and res.get("_status") == 201:
                         self.sent += 1
                         return self.reply({"messages": [{"id": msg_id}]}, status=201)
                     if res is None:
@@ -574,6 +575,23 @@ class Webapp(BaseNode):
             await asyncio.sleep(0.02 if moved else 0.2)
             moved = False
             await self.refresh_routes(force=True)
+
+    async def send_attempt(self, route: tuple, body: dict[str, Any], deadline: float) -> tuple[dict[str, Any] | None, bool]:
+        """One delivery to the shard's owner: (answer, False), or (None, True) when the shard map
+        (refreshed in the background) names another owner first. A killed owner's machine never
+        answers, so without this the request would wait out the whole retry deadline after the
+        promotion. Giving up is safe: a message id is stored once (a repeat is a duplicate)."""
+        attempt = asyncio.ensure_future(self.request_json("POST", route[3], route[4], "/v1/messages", body,
+                                                          timeout=max(1.0, deadline - time.monotonic())))
+        while True:
+            done, _pending = await asyncio.wait({attempt}, timeout=0.1)
+            if done:
+                return attempt.result(), False
+            routes = self.routes
+            now = next((r for r in routes if r[0] == route[0]), None)
+            if now is None or tuple(now[1:5]) != tuple(route[1:5]):
+                attempt.cancel()
+                return None, True
 
     async def h_message_get(self, request: web.Request) -> web.Response:
         """Read back a message by id (the loss check; an extension): persisted -> 200, unknown -> 404."""

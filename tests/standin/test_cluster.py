@@ -8,6 +8,7 @@ Measured durations are printed (``-s`` shows them) and asserted against the docu
 from __future__ import annotations
 
 import json
+import re
 import signal
 import threading
 import time
@@ -222,6 +223,11 @@ def test_long_sigstop_fails_over_and_the_resumed_owner_is_refused(make_cluster) 
     c.kill(owner, signal.SIGCONT)
     t.join(20)
     print(f"failover during SIGSTOP: {took:.2f}s; late write to the resumed old owner -> {result.get('status')}")
+    # Decided at the deadline: the pings to the stopped owner wait out their timeout (0.5 s) at
+    # the start of each cycle, which is when its deadline falls; the decision must not wait for them.
+    moves = [line for name in ("master1", "master2") for line in c.procs[name].state_lines("shard_move")]
+    ages = [float(m) for line in moves for m in re.findall(r"reason=owner_(?:\w*?silent|unconfirmed)_([0-9.]+)s", line)]
+    assert ages and max(ages) < UNHEALTHY + 0.3, moves
     assert result.get("status") == 409, "the resumed old owner must refuse the write"
     st = c.storage()
     assert st.message_ids(["late-1"]) == set(), "and nothing was persisted"
@@ -229,6 +235,53 @@ def test_long_sigstop_fails_over_and_the_resumed_owner_is_refused(make_cluster) 
     st.close()
     wait_for(lambda: (c.ping(owner) or {}).get("gateway_status") == "disconnected", 5, what="old owner disconnected")
     assert proc.state_lines("demotion") or proc.state_lines("self_fence")
+
+
+def test_a_message_held_by_a_stopped_owner_goes_to_the_new_owner_when_the_shard_moves(make_cluster) -> None:
+    """A stopped owner's kernel still accepts the webapp's connection, so the request waits; when
+    the shard map names the new owner, the webapp sends it there at once instead of failing it at
+    its 3 s retry deadline. Three clients, a second apart, so that some request is in flight with
+    time left before its deadline when the shard moves."""
+    retry = 3.0  # the webapp's SEND_RETRY_SECONDS
+    c = make_cluster().start(masters=2, coreapps=2, webapps=1)
+    started(c)
+    wait_for(c.webapp_up, 20, what="the webapp")
+    c.login()
+    time.sleep(1.5)
+    owner = c.owners()[0]
+    assert c.send("15551230000")[0] == 201
+    c.kill(owner, signal.SIGSTOP)
+    requests: list[tuple[float, float, int]] = []
+    stop = threading.Event()
+
+    def sender() -> None:
+        while not stop.is_set():
+            t = time.monotonic()
+            status = c.send("15551230000", timeout=10)[0]
+            requests.append((t, time.monotonic(), status))
+
+    try:
+        threads = [threading.Thread(target=sender, daemon=True) for _ in range(3)]
+        for t in threads:
+            t.start()
+            time.sleep(1.0)
+        wait_for(lambda: (o := c.owners()[0]) != owner and o, 20, interval=0.05, what="failover")
+        moved = time.monotonic()
+        time.sleep(2.0)
+        stop.set()
+        for t in threads:
+            t.join(15)
+    finally:
+        c.kill(owner, signal.SIGCONT)
+    # In flight at the move, with more than a second left before the retry deadline.
+    held = [r for r in requests if r[0] < moved <= r[1] and r[0] + retry > moved + 1.2]
+    print(f"requests held at the move (end after the move, status): "
+          f"{[(round(b - moved, 2), st) for _a, b, st in held]}")
+    assert held, "a request was in flight, with time left, when the shard moved"
+    for _start, end, status in held:
+        assert status == 201, "a request held at the move was accepted by the new owner"
+        assert end - moved < 1.5, "without waiting out the retry deadline"
+    assert all(st == 201 for a, _b, st in requests if a >= moved)
 
 
 def test_no_acknowledged_message_lost_across_failovers(make_cluster) -> None:
