@@ -33,7 +33,7 @@ def run_testbed(parts: list[str], args: argparse.Namespace, summary: dict[str, A
     try:
         summary["testbed_up_s"] = bed.up()
         # deploy always runs first: it is what brings the cluster up on the fresh machines.
-        res = deploy.run(bed)
+        res = deploy.run(bed, quick=args.quick)
         write_json("deploy", res)
         deploy.plot(res)
         summary["deploy"] = res
@@ -125,7 +125,9 @@ def main(argv: list[str] | None = None) -> int:
     if "gc" in parts:
         from . import gc
 
-        res = {engine: gc.run(engine, rows=100_000 if args.quick else 10_000_000) for engine in ("mysql", "postgresql")}
+        res = {engine: gc.run(engine, rows=gc.QUICK_ROWS if args.quick else gc.FULL_ROWS,
+                              idle_seconds=gc.QUICK_IDLE_SECONDS if args.quick else gc.IDLE_SECONDS)
+               for engine in ("mysql", "postgresql")}
         write_json("gc", res)
         gc.plot(res)
         summary["gc"] = res

@@ -112,6 +112,7 @@ def run_compose_stack(module):
     run.check_options()
     if run.files_not_written_yet():
         return run.result
+    run.require_sdk()
     run.read_project()
     run.find_cli()
     run.read_docker()
@@ -150,6 +151,10 @@ class _StackRun:
             validate_params(self.p)
         except ComposeError as exc:
             self.fail(exc.msg)
+
+    def require_sdk(self):
+        """The Docker SDK, which every later step uses (a dry run on a fresh host, where an earlier
+        task would install it, has ended before this: see files_not_written_yet)."""
         if not HAS_DOCKER:
             from ansible.module_utils.basic import missing_required_lib
             self.module.fail_json(msg=missing_required_lib("docker (the Docker SDK for Python)"),

@@ -36,7 +36,11 @@ extends_documentation_fragment:
 attributes:
   check_mode:
     support: full
-    details: Computes the change and the diff and, with O(validate_connection), still logs in (read-only).
+    details:
+      - Computes the change and the diff and, with O(validate_connection), still logs in (read-only).
+      - When the database driver is not installed yet (a dry run on a fresh host, before the task
+        that installs it has run), the login is not tried; a warning says so and RV(connection)
+        has RV(connection.checked=false) and its RV(connection.reason).
   diff_mode:
     support: full
     details:
@@ -281,6 +285,14 @@ connection:
       description: Where the privileges were looked for.
       type: str
       sample: on *.* or on databases matching `wa\_prod\_%`
+    checked:
+      description: V(false) when, in check mode, the login was not tried because the driver is missing.
+      type: bool
+      sample: false
+    reason:
+      description: Why the login was not tried (with RV(connection.checked=false)).
+      type: str
+      sample: PyMySQL is not installed yet
 failure_kind:
   description: On failure of O(validate_connection), which check failed.
   returned: failure

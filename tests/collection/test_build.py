@@ -77,3 +77,19 @@ def test_requirements_yml_matches_galaxy_dependencies():
     galaxy = yaml.safe_load((ROOT / "galaxy.yml").read_text())["dependencies"]
     listed = {c["name"]: c["version"] for c in yaml.safe_load((ROOT / "requirements.yml").read_text())["collections"]}
     assert listed == galaxy
+
+
+@pytest.mark.parametrize("source", ["README.md", "ansible.cfg"])
+def test_the_recommended_ansible_cfg_is_read_by_ansible(source, tmp_path):
+    """The README's ansible.cfg block (and the tree's own) as ansible-config reads them: an inline
+    ``#`` comment would make forks unreadable, as it did in the README before."""
+    text = (ROOT / source).read_text()
+    if source == "README.md":
+        text = text.split("```ini\n", 1)[1].split("```", 1)[0]
+    cfg = tmp_path / "ansible.cfg"
+    cfg.write_text(text)
+    env = {**os.environ, "ANSIBLE_CONFIG": str(cfg)}
+    out = _run("ansible-config", "dump", "--only-changed", "--format", "json", env=env, cwd=tmp_path).stdout
+    changed = {item["name"]: item["value"] for item in json.loads(out) if isinstance(item, dict) and "name" in item}
+    assert changed.get("DEFAULT_FORKS") == 20, changed
+    assert changed.get("INTERPRETER_PYTHON") == "auto_silent", changed

@@ -70,9 +70,12 @@ class Bed:
         return subprocess.run(["docker", "exec", self.container(host), "sh", "-c", script],
                               capture_output=True, text=True, timeout=timeout)
 
-    def play(self, playbook: str, *args: str, label: str | None = None) -> Run:
-        cmd = ["ansible-playbook", "-i", str(testbed.inventory_path(self.name)), "-i", str(self.inventory),
-               str(PLAYBOOKS / playbook)]
+    def play(self, playbook: str, *args: str, label: str | None = None, inventory: Path | None = None) -> Run:
+        """Run a playbook of tests/roles/playbooks (or a collection's, by its FQCN) on the bed;
+        ``inventory``: instead of the bed's own inventories."""
+        inventories = [inventory] if inventory else [testbed.inventory_path(self.name), self.inventory]
+        cmd = ["ansible-playbook", *[a for i in inventories for a in ("-i", str(i))],
+               playbook if playbook.startswith("wabiz.") else str(PLAYBOOKS / playbook)]
         for k, v in self.extra_vars.items():
             cmd += ["-e", f"{k}={v}"]
         cmd += list(args)

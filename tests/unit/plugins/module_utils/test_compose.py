@@ -626,3 +626,23 @@ def test_engine_that_goes_silent_after_its_version_is_a_compose_error_not_a_trac
     with pytest.raises(compose.ComposeError):
         state.image_id("busybox")
     assert state.log_tail("abc").startswith("(no log: ")
+
+
+def test_a_dry_run_on_a_host_without_the_docker_sdk_reports_the_stack_to_be_started(tmp_path, monkeypatch):
+    """Check mode on a fresh host: the SDK and the project's files are what earlier (unrun) tasks
+    would install and write, so the stack is reported as to be started, not failed."""
+    monkeypatch.setattr(compose, "HAS_DOCKER", False)
+    module = BareModule({"project_src": str(tmp_path / "not-yet"), "files": ["multiconnect-master.yml"]},
+                        check_mode=True)
+    result = compose.run_compose_stack(module)
+    assert result["changed"] is True and result["files_missing"][0] == str(tmp_path / "not-yet")
+    assert module.warnings and "does not exist yet" in module.warnings[0]
+
+
+def test_a_real_run_without_the_docker_sdk_is_refused_by_name(tmp_path, monkeypatch):
+    monkeypatch.setattr(compose, "HAS_DOCKER", False)
+    (tmp_path / "multiconnect-master.yml").write_text("services: {}\n")
+    module = BareModule({"project_src": str(tmp_path), "files": ["multiconnect-master.yml"]})
+    with pytest.raises(Failed) as err:
+        compose.run_compose_stack(module)
+    assert "docker (the Docker SDK for Python)" in err.value.args[0]["msg"]

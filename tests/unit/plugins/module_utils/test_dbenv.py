@@ -467,3 +467,33 @@ def test_present_over_a_hand_written_file_then_idempotent(tmp_path):
     assert dbenv_file.parse(path.read_text())["WA_DB_PASSWORD"] == "NewHidden9"
     second = dbenv.run_db_env(FakeModule(path=str(path)))
     assert not second["changed"] and "diff" not in second and second["changed_keys"] == []
+
+
+class WarningModule(FakeModule):
+    def __init__(self, **params):
+        super().__init__(**params)
+        self.warnings = []
+
+    def warn(self, msg):
+        self.warnings.append(msg)
+
+
+def test_check_mode_without_the_driver_reports_the_file_and_warns_instead_of_failing(tmp_path, monkeypatch):
+    """A dry run on a fresh host: the driver is still to be installed by an earlier task."""
+    monkeypatch.setattr(dbenv._dbconnect, "missing_library", lambda engine: ("PyMySQL", "No module named pymysql"))
+    path = tmp_path / "db.env"
+    module = WarningModule(path=str(path), validate_connection=True, check_mode=True)
+    result = dbenv.run_db_env(module)
+    assert result["changed"] and result["connection"] == {"checked": False, "reason": "PyMySQL is not installed yet"}
+    assert module.warnings and "not checked in check mode: PyMySQL is not installed" in module.warnings[0]
+    assert not path.exists()
+
+
+def test_a_real_run_without_the_driver_still_fails_and_writes_nothing(tmp_path, monkeypatch):
+    monkeypatch.setattr(dbenv._dbconnect, "missing_library", lambda engine: ("PyMySQL", "No module named pymysql"))
+    path = tmp_path / "db.env"
+    module = WarningModule(path=str(path), validate_connection=True)
+    with pytest.raises(Failed) as err:
+        dbenv.run_db_env(module)
+    assert "PyMySQL" in err.value.args[0]["msg"] and not module.warnings
+    assert not path.exists()
