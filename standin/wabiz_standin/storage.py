@@ -400,8 +400,16 @@ class Storage(abc.ABC):
         """Mark a stored message read; 0 when it is unknown or already read."""
         return self.execute("mark_message_read", (msg_id,))
 
-    def gc_batch(self, shard_id: int, batch: int) -> int:
-        return self.execute("gc_batch", (shard_id, batch))
+    def gc_batch(self, shard_id: int, status: str, batch: int, after_id: str = "") -> tuple[int, str | None]:
+        """Delete the next ``batch`` messages of ``status`` (one of S.GC_STATUSES) in the shard
+        whose id follows ``after_id`` ("" = from the first). Returns (rows deleted, the cursor for
+        the next batch), the cursor None once this status has no more rows to walk."""
+        found, last_id = self.fetchall("gc_batch_end", (shard_id, status, after_id, batch))[0]
+        if not found:
+            return 0, None
+        deleted = self.execute("gc_batch", (shard_id, status, after_id, last_id))
+        # Fewer than batch found: the walk of this status is done.
+        return deleted, (last_id if int(found) >= batch else None)
 
     def count_messages(self) -> dict[str, int]:
         return {r[0]: int(r[1]) for r in self.fetchall("count_messages")}

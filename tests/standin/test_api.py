@@ -30,6 +30,7 @@ from typing import Any
 
 import pytest
 from wabiz_standin.config import _api_key
+from wabiz_standin.coreapp import GC_PAUSE_MIN, GC_PAUSE_SHARE, gc_pause
 from wabiz_standin.master import hash_password
 from wabiz_standin.schema import S
 from wabiz_standin.webapp import ensure_certificate
@@ -430,6 +431,12 @@ def webhook() -> Iterator[Webhook]:
     hook.close()
 
 
+def test_gc_pause_follows_the_batch_time_with_a_floor() -> None:
+    assert gc_pause(0.0) == GC_PAUSE_MIN
+    assert gc_pause(1.0) == pytest.approx(GC_PAUSE_SHARE)
+    assert gc_pause(10.0) > gc_pause(1.0) > GC_PAUSE_MIN
+
+
 def test_gc_put_processing_then_one_webhook_callback_per_node(api_cluster, webhook) -> None:
     c = api_cluster
     assert c.api("PATCH", "/v1/settings/application", {"webhooks": {"url": webhook.url}})[0] == 200
@@ -440,9 +447,19 @@ def test_gc_put_processing_then_one_webhook_callback_per_node(api_cluster, webho
                  what="the owner has the webhook url")
         epoch = st.shard_map()[0].epoch
         ids = [c.send(str(18000000000 + n))[1]["messages"][0]["id"] for n in range(5)]
-        with st.cursor() as cur:  # 5000 old delivered messages for the GC to collect
-            rows = ", ".join(f"('bulk{n}', 0, '1', '', 'delivered', '{owner}', {epoch}, {S._now(st.engine)})"
-                             for n in range(5000))
+        # 5000 old delivered/read messages for the GC to collect (several batches of each status),
+        # interleaved in id order with rows it must keep: 'sent' ones (created in the future, so
+        # the owner does not mark them delivered meanwhile), incoming unread ones, and delivered
+        # ones of a shard that no coreapp owns.
+        now, later = S._now(st.engine), S._plus(st.engine, "86400")
+        kinds = [(0, "delivered", now)] * 3 + [(0, "read", now), (0, "sent", later),
+                                               (0, S.STATUS_INCOMING_UNREAD, now), (S.MAX_SHARDS - 1, "delivered", now)]
+        bulk = {f"bulk{n:05d}": kinds[n % len(kinds)] for n in range(8750)}
+        keep = {i for i, (shard, status, _t) in bulk.items() if shard != 0 or status not in S.GC_STATUSES}
+        assert len(bulk) - len(keep) == 5000
+        with st.cursor() as cur:
+            rows = ", ".join(f"('{i}', {shard}, '1', '', '{status}', '{owner}', {epoch}, {t})"
+                             for i, (shard, status, t) in bulk.items())
             cur.execute(f"INSERT INTO {S.T_MESSAGES} (id, shard_id, recipient, body, status, owner, epoch, "
                         f"created_at) VALUES {rows}")
         wait_for(lambda: all(st.read_message(i)["status"] == "delivered" for i in ids), 10, what="delivery")
@@ -459,6 +476,7 @@ def test_gc_put_processing_then_one_webhook_callback_per_node(api_cluster, webho
         assert set(callback) == {"services"} and (gc["node"], gc["status"]) == (owner, "complete"), callback
         assert gc["messages_deleted"] >= 5005
         assert st.message_ids(ids) == set(), "delivered messages were collected"
+        assert st.message_ids(list(bulk)) == keep, "exactly the sent, unread and other shard's rows stay"
         print(f"send latency during GC: max {max(latencies) * 1000:.0f} ms")
         assert max(latencies) < 2.0
         time.sleep(1.0)
@@ -479,6 +497,8 @@ def test_gc_put_processing_then_one_webhook_callback_per_node(api_cluster, webho
         assert owner in failed["errors"][0]["details"]
     finally:
         assert c.api("DELETE", "/v1/settings/application")[0] == 200
+        with st.cursor() as cur:  # the kept rows would weigh on the next tests' counts
+            cur.execute(f"DELETE FROM {S.T_MESSAGES} WHERE id LIKE 'bulk%'")
         st.close()
 
 

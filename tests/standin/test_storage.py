@@ -129,3 +129,54 @@ def test_a_paused_writer_cannot_block_its_replacement(db_server, storage: Storag
     print(f"promotion waited {waited:.2f}s for the paused writer's transaction to be aborted")
     assert waited < 4
     assert storage.message_ids(["p1"]) == set()
+
+
+def test_gc_batch_walks_one_status_of_one_shard_from_its_cursor(storage: Storage) -> None:
+    """gc_batch deletes the next batch of one collectable status of one shard after the cursor
+    and hands back the next cursor; 'sent', unread and other shards' rows stay, a status
+    outside S.GC_STATUSES deletes nothing, and a walk over several batches deletes every
+    collectable row."""
+    storage.upgrade_schema(S.SCHEMA_VERSION, "m1")
+    statuses = ("delivered", "read", "sent", S.STATUS_INCOMING_UNREAD)
+    rows = [(f"m{n:03d}", n % 3 // 2, statuses[n % 4]) for n in range(120)]  # shards 0, 0, 1, ...
+    with storage.cursor() as cur:
+        for msg_id, shard, status in rows:
+            cur.execute(f"INSERT INTO {S.T_MESSAGES} (id, shard_id, recipient, body, status, owner, epoch, "
+                        f"created_at) VALUES (%s, %s, '1', '', %s, 'c1', 1, {S._now(storage.engine)})",
+                        (msg_id, shard, status))
+    delivered = sorted(i for i, shard, status in rows if shard == 0 and status == "delivered")
+    assert storage.gc_batch(0, "delivered", 4) == (4, delivered[3])
+    assert storage.gc_batch(0, "delivered", 4, delivered[3]) == (4, delivered[7])
+    left = [i for i in delivered if i in storage.message_ids(delivered)]
+    assert left == delivered[8:], "each batch starts after the cursor"
+    assert storage.gc_batch(0, "sent", 1000) == (0, None)
+    assert storage.gc_batch(0, S.STATUS_INCOMING_UNREAD, 1000) == (0, None)
+    # A walk to the end, as the coreapp runs it; the last batch finds fewer than batch rows.
+    deleted = 8
+    for status in S.GC_STATUSES:
+        after: str | None = ""
+        while after is not None:
+            n, after = storage.gc_batch(0, status, 4, after)
+            deleted += n
+    keep = {i for i, shard, status in rows if shard != 0 or status not in S.GC_STATUSES}
+    assert deleted == len(rows) - len(keep)
+    assert storage.message_ids([i for i, _s, _t in rows]) == keep
+    assert storage.gc_batch(0, "read", 4) == (0, None)
+
+
+def test_gc_batch_cursor_leaves_rows_behind_it_for_the_next_run(storage: Storage) -> None:
+    """A row that becomes collectable behind the cursor is left to the next run (documented in
+    cluster_schema); one ahead of it is deleted in this run."""
+    storage.upgrade_schema(S.SCHEMA_VERSION, "m1")
+    with storage.cursor() as cur:
+        for msg_id in ("a1", "a2", "a3", "b1", "c1", "c2", "c3"):
+            cur.execute(f"INSERT INTO {S.T_MESSAGES} (id, shard_id, recipient, body, status, owner, epoch, "
+                        f"created_at) VALUES (%s, 0, '1', '', %s, 'c1', 1, {S._now(storage.engine)})",
+                        (msg_id, "sent" if msg_id in ("a3", "c3") else "delivered"))
+    assert storage.gc_batch(0, "delivered", 3) == (3, "b1")
+    with storage.cursor() as cur:
+        cur.execute(f"UPDATE {S.T_MESSAGES} SET status = 'delivered' WHERE id IN ('a3', 'c3')")
+    assert storage.gc_batch(0, "delivered", 3, "b1") == (3, "c3")
+    assert storage.gc_batch(0, "delivered", 3, "c3") == (0, None)
+    assert storage.message_ids(["a1", "a2", "a3", "b1", "c1", "c2", "c3"]) == {"a3"}
+    assert storage.gc_batch(0, "delivered", 3) == (1, None), "the next run starts from the first id"
