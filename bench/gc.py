@@ -596,14 +596,20 @@ def plot(results: dict[str, dict], name: str = "gc") -> Path:
     return save_figure(fig, name)
 
 
+def _n(value: Any) -> str:
+    """A count with thousands separators; '?' when unknown (e.g. the module's rows_before when
+    GET /v1/stats/db held no count)."""
+    return f"{value:,}" if isinstance(value, (int, float)) else "?"
+
+
 def _summary(engine: str, r: dict[str, Any]) -> str:
     lat = r.get("latency_ms") or {}
     if not lat:
         return f"{engine}: no result"
-    return (f"{engine}: {r['rows']:,} rows, fill {r['fill']['seconds']:.1f} s; GC {r['gc_seconds']:.1f} s "
-            f"(module {r['module_seconds']} s, rounds {r['gc_round_seconds']} s), {r['fill_rows_deleted']:,} deleted "
-            f"({r['deletion_rate_rows_per_s']:,} rows/s), rows {r['rows_before']:,} -> {r['rows_after']:,} "
-            f"(direct {r['rows_after_direct']:,}, kept {r['fill_rows_after']:,}/{r['must_keep']:,}); "
+    return (f"{engine}: {_n(r['rows'])} rows, fill {r['fill']['seconds']:.1f} s; GC {r['gc_seconds']:.1f} s "
+            f"(module {r['module_seconds']} s, rounds {r['gc_round_seconds']} s), {_n(r['fill_rows_deleted'])} deleted "
+            f"({_n(r['deletion_rate_rows_per_s'])} rows/s), rows {_n(r['rows_before'])} -> {_n(r['rows_after'])} "
+            f"(direct {_n(r['rows_after_direct'])}, kept {_n(r['fill_rows_after'])}/{_n(r['must_keep'])}); "
             f"p99 idle {lat['idle'].get('p99')} ms, during GC {lat['during_gc'].get('p99')} ms "
             f"(x{r['p99_ratio']}); failed requests {r['requests']['failed']}")
 

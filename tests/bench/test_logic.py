@@ -114,3 +114,17 @@ def test_shard_of_a_recipient_is_the_stand_ins_routing():
         to = f"1555{n:07d}"
         for shards in (1, 2, 4, 32):
             assert probe.shard_for(to, shards) == S.shard_for(to, shards)
+
+
+def test_gc_summary_line_says_unknown_counts_instead_of_failing():
+    """The module's rows_before/rows_after are null when GET /v1/stats/db holds no count: the
+    summary must still print (it raised TypeError after a 10-million-row run, losing its JSON)."""
+    from bench import gc
+
+    r = {"rows": 10_000_000, "fill": {"seconds": 61.7}, "gc_seconds": 354.5, "module_seconds": 353.4,
+         "gc_round_seconds": 352.0, "fill_rows_deleted": 9_000_000, "deletion_rate_rows_per_s": 25_388,
+         "rows_before": None, "rows_after": None, "rows_after_direct": 1_000_200, "fill_rows_after": 1_000_000,
+         "must_keep": 1_000_000, "latency_ms": {"idle": {"p99": 6.1}, "during_gc": {"p99": 8.0}},
+         "p99_ratio": 1.31, "requests": {"failed": 0}}
+    line = gc._summary("mysql", r)
+    assert "rows ? -> ?" in line and "9,000,000 deleted (25,388 rows/s)" in line and "kept 1,000,000/1,000,000" in line
