@@ -50,7 +50,7 @@ def run(bed: Testbed, extra: dict[str, Any] | None = None, quick: bool = False) 
         # the tests run over plain SSH, so that is what the README recommends.
         "mitogen": _mitogen_figures(mitogen, rerun.seconds) if mitogen else None,
         "problems": [f"the re-run changed {rerun.changed} task(s)"] * bool(rerun.changed)
-        + [f"site.yml after the floor changed {after_floor.changed} task(s)"] * bool(after_floor and after_floor.changed),
+        + ([f"site.yml after the floor changed {after_floor.changed} task(s)"] if after_floor and after_floor.changed else []),
     }
     say(f"deploy: cold {cold.seconds} s, re-run {rerun.seconds} s ({rerun.changed} changed), compose up -d "
         f"{up_s} s (serving after {floor_healthy} s): ratio {result['ratio_cold_vs_compose_up']}")
