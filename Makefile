@@ -16,13 +16,14 @@ PYTEST := $(PY) -m pytest -p no:cacheprovider
 
 .PHONY: help run test deps images collection lint sanity units integration integration-standin \
         integration-modules integration-cluster-modules properties conformance testbed-smoke package roles molecule test-full \
-        dbservers dbservers-stop testbed-down clean lock bench bench-quick
+        dbservers dbservers-stop testbed-down clean lock bench bench-quick chaos
 
 help:
 	@echo "make run     - install what is missing, build the images, bring up the local cluster"
 	@echo "make test    - install what is missing and run every test stage (what CI runs)"
 	@echo "stages: lint sanity units integration testbed-smoke roles molecule bench-quick"
 	@echo "make bench  - the benchmarks (about an hour): JSON and PNG files in .build/bench"
+	@echo "make chaos  - the fault campaign, 200 rounds (about 50 minutes): faults.json/png in .build/bench"
 	@echo "also: images collection test-full testbed-down clean"
 
 deps:
@@ -119,6 +120,14 @@ bench: images dbservers
 bench-quick: images dbservers
 	@$(STAGE) bench-logic $(PYTEST) tests/bench -q
 	@WABIZ_BENCH_DIR=$(CURDIR)/.build/bench-quick $(STAGE) bench-quick $(PY) -m bench --quick
+
+# The fault campaign (bench/faults.py): CHAOS_ROUNDS rounds of partitions, database restarts and
+# stalls, NFS stops, kills, pauses and two faults at once on a fresh testbed, judged by an
+# independent checker (bench/checker.py); faults.json and faults.png in .build/bench. About 70 s
+# per 5 rounds. One round of each kind runs in bench-quick.
+CHAOS_ROUNDS ?= 200
+chaos: images
+	@$(STAGE) chaos $(PY) -m bench.faults --rounds $(CHAOS_ROUNDS) $(CHAOS_ARGS)
 
 testbed-smoke: images
 	@$(STAGE) testbed-smoke $(PYTEST) tests/testbed -q

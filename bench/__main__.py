@@ -6,8 +6,10 @@
 
 Parts: deploy, health, switchover, failover (testbed timers: heartbeat 2 s, unhealthy 10 s),
 failover-default (product defaults: heartbeat 5 s, unhealthy 30 s), health-loopback (50
-stand-in nodes on loopback), gc (10 million messages on MariaDB and on PostgreSQL). The testbed
-parts share one testbed, which is removed at the end unless --keep.
+stand-in nodes on loopback), gc (10 million messages on MariaDB and on PostgreSQL), faults (the
+fault campaign, one round of each kind: --quick only; the full campaign is ``python -m
+bench.faults``, make chaos). The testbed parts share one testbed, which is removed at the end
+unless --keep.
 """
 
 from __future__ import annotations
@@ -22,10 +24,11 @@ from . import deploy, failover, switchover
 from .cluster import DEFAULT_TIMERS, INVENTORY, Testbed, playbook
 from .common import results_dir, say, write_json
 
-TESTBED_PARTS = ["deploy", "health", "switchover", "failover", "failover-db", "failover-default"]
+TESTBED_PARTS = ["deploy", "health", "switchover", "failover", "failover-db", "failover-default", "faults"]
 LOCAL_PARTS = ["health-loopback", "gc"]
 ALL_PARTS = TESTBED_PARTS + LOCAL_PARTS
-QUICK_PARTS = ["deploy", "health", "switchover", "failover", "failover-db", "health-loopback", "gc"]
+FULL_PARTS = [p for p in ALL_PARTS if p != "faults"]  # the full campaign has its own run (make chaos)
+QUICK_PARTS = ["deploy", "health", "switchover", "failover", "failover-db", "faults", "health-loopback", "gc"]
 
 
 def run_testbed(parts: list[str], args: argparse.Namespace, summary: dict[str, Any]) -> None:
@@ -76,11 +79,19 @@ def run_testbed(parts: list[str], args: argparse.Namespace, summary: dict[str, A
             res["redeploy_s"] = redeploy.seconds
             fo.append(res)
 
+        def faults_part() -> None:
+            from . import faults
+            from .nemesis import KINDS
+
+            res = faults.run(bed, len(KINDS), args.seed, list(KINDS), name="faults")
+            summary["faults"] = {k: v for k, v in res.items() if k != "round_records"}
+
         part("health", health_part)
         part("switchover", switchover_part)
         part("failover", failover_part)
         part("failover-db", failover_db_part)
         part("failover-default", failover_default_part)
+        part("faults", faults_part)
         if fo:
             write_json("failover", {"timer_sets": fo})
             failover.plot(fo)
@@ -98,8 +109,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--only", help=f"comma-separated parts: {', '.join(ALL_PARTS)}")
     ap.add_argument("--rounds", type=int, help="failover rounds per timer set (default 20; quick 1)")
     ap.add_argument("--keep", action="store_true", help="leave the testbed running")
+    ap.add_argument("--seed", type=int, default=int(time.time()) % 100_000,
+                    help="the fault schedule's seed (default: from the clock; in summary.json)")
     args = ap.parse_args(argv)
-    parts = args.only.split(",") if args.only else (QUICK_PARTS if args.quick else ALL_PARTS)
+    parts = args.only.split(",") if args.only else (QUICK_PARTS if args.quick else FULL_PARTS)
     unknown = sorted(set(parts) - set(ALL_PARTS))
     if unknown:
         ap.error(f"unknown part(s) {', '.join(unknown)}; choose from {', '.join(ALL_PARTS)}")
@@ -107,7 +120,7 @@ def main(argv: list[str] | None = None) -> int:
     args.switchover_rounds = 1 if args.quick else 10
     args.health_samples = 20 if args.quick else 200
     started = time.time()
-    summary: dict[str, Any] = {"quick": args.quick, "parts": parts, "rounds": args.rounds}
+    summary: dict[str, Any] = {"quick": args.quick, "parts": parts, "rounds": args.rounds, "seed": args.seed}
     say(f"results go to {results_dir()}; parts: {', '.join(parts)}")
     if set(parts) & set(TESTBED_PARTS):
         run_testbed(parts, args, summary)
@@ -134,6 +147,7 @@ def main(argv: list[str] | None = None) -> int:
     summary["seconds"] = round(time.time() - started, 1)
     problems = [p for key in ("deploy", "switchover") for p in (summary.get(key) or {}).get("problems", [])]
     problems += [p for res in summary.get("failover", []) for p in res["problems"]]
+    problems += (summary.get("faults") or {}).get("problems", [])
     problems += [f"{name} failed: {why.splitlines()[-1] if why else ''}" for name, why in summary.get("failed_parts", {}).items()]
     summary["problems"] = problems
     write_json("summary", summary)

@@ -92,11 +92,18 @@ class Apis:
     def __init__(self, apis: list[Api]):
         self.apis = apis
         self.current = 0
+        # Webapps tried by this thread's last call (a retried POST may store a message twice).
+        self._last = threading.local()
+
+    @property
+    def attempts(self) -> int:
+        return getattr(self._last, "attempts", 0)
 
     def call(self, method: str, path: str, body: object = None, timeout: float | None = None) -> tuple[int, dict, str]:
         status, answer = 0, {}
         for k in range(len(self.apis)):
             api = self.apis[(self.current + k) % len(self.apis)]
+            self._last.attempts = k + 1
             status, answer = api.call(method, path, body, timeout=timeout)
             if status != 0 and status < 500:
                 self.current = (self.current + k) % len(self.apis)
@@ -121,6 +128,7 @@ def run(args: argparse.Namespace) -> int:
     _status, settings, _url = api.call("GET", "/v1/settings/application")
     shards = shard_count(api)
     record: dict = {"api": args.api, "started": time.time(), "requests": [], "polls": [], "shards": shards,
+                    "tag": args.tag,
                     "settings": (settings.get("settings") or {}).get("application", {})}
     stop = threading.Event()
     # When every shard that failed has served again (--stop-after-recovery): a success on
@@ -135,13 +143,15 @@ def run(args: argparse.Namespace) -> int:
             n += 1
             t0 = time.time()
             to = f"1555{n % 997:07d}"
+            body = f"drill {args.tag} {n}" if args.tag else f"drill {n}"
             status, body, url = api.call("POST", "/v1/messages",
-                                         {"to": to, "type": "text", "text": {"body": f"drill {n}"}})
+                                         {"to": to, "type": "text", "text": {"body": body}})
             ok = status in (200, 201)
             msg_id = (body.get("messages") or [{}])[0].get("id") if ok else None
             shard = shard_for(to, shards) if shards else None
             record["requests"].append({"t": t0, "dt": round(time.time() - t0, 4), "ok": ok, "status": status,
-                                       "id": msg_id, "via": url, "to": to, "shard": shard})
+                                       "id": msg_id, "via": url, "to": to, "shard": shard, "n": n,
+                                       "attempts": api.attempts})
             if not ok:
                 failed_once = True
                 down.add(shard)
@@ -177,7 +187,7 @@ def run(args: argparse.Namespace) -> int:
     for t in threads:
         t.join(timeout=args.timeout + 1)
     acked = [r["id"] for r in record["requests"] if r["ok"] and r["id"]]
-    missing, loss_check = read_back(api, acked)
+    missing, loss_check = ([], "skipped") if args.no_read_back else read_back(api, acked)
     record.update(ended=time.time(), acknowledged=len(acked), lost=missing, loss_check=loss_check)
     with open(args.out, "w") as fh:
         json.dump(record, fh)
@@ -427,6 +437,9 @@ def main(argv: list[str]) -> int:
     r.add_argument("--stop-after-recovery", type=float, metavar="SECONDS",
                    help="stop this long after the first success that follows a failure")
     r.add_argument("--out", required=True)
+    r.add_argument("--tag", default="", help="a word put in every message body ('drill TAG N'), to find this run's rows")
+    r.add_argument("--no-read-back", action="store_true",
+                   help="skip reading every acknowledged message back (the caller checks the database itself)")
     a = sub.add_parser("analyze")
     a.add_argument("--record", required=True)
     a.add_argument("--fault-at", type=float, required=True)
