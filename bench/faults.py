@@ -94,29 +94,46 @@ def keep_logs(folder: Path, since: float) -> None:
 
 def one_round(bed: Testbed, nemesis: Nemesis, k: int, kind: str, workdir: Path, timers: Timers,
               recovery_bound: float) -> dict[str, Any]:
+    """One round; a round that cannot finish (the cluster never whole again, a fault that
+    cannot be started) is a finding too: its fault is healed, its logs kept, and it says why."""
     tag = f"c{k:03d}{nemesis.rng.getrandbits(24):06x}"
     record_path = workdir / f"round{k:03d}.record.json"
     stop = workdir / f"round{k:03d}.stop"
     stop.unlink(missing_ok=True)
     started = time.time()
-    with bed.drill_client(record_path, ["--duration", "600", "--stop-file", str(stop), "--tag", tag, "--no-read-back"],
-                          timeout=120) as finish:
-        time.sleep(WARMUP_S)
-        fault_at = time.time()
-        active = nemesis.start(kind)
-        time.sleep(active.hold_s)
-        healed_at = time.time()
-        Nemesis.heal(active)
-        whole_s = bed.wait_healthy(timeout=300)
-        serving_s = wait_serving(bed, bed.shard_count(bed.apis()) or 1, recovery_bound)
-        time.sleep(AFTER_S)
-        stop.touch()
-        record = finish()
+    active = None
+    try:
+        with bed.drill_client(record_path, ["--duration", "600", "--stop-file", str(stop), "--tag", tag,
+                                            "--no-read-back"], timeout=120) as finish:
+            time.sleep(WARMUP_S)
+            fault_at = time.time()
+            active = nemesis.start(kind)
+            time.sleep(active.hold_s)
+            healed_at = time.time()
+            healing, active = active, None
+            Nemesis.heal(healing)
+            whole_s = bed.wait_healthy(timeout=300)
+            serving_s = wait_serving(bed, bed.shard_count(bed.apis()) or 1, recovery_bound)
+            time.sleep(AFTER_S)
+            stop.touch()
+            record = finish()
+    except Exception as exc:  # the campaign goes on; the round reports what stopped it
+        if active is not None:
+            Nemesis.heal(active)
+        folder = workdir / f"round{k:03d}-failed"
+        keep_logs(folder, started)
+        (folder / "error.txt").write_text(str(exc))
+        say(f"round {k} {kind} could not finish: {str(exc)[-500:]}")
+        return {"round": k, "kind": kind, "tag": tag, "error": str(exc)[-2000:], "downtime_s": None,
+                **dict.fromkeys(("requests", "failed", "lost", "duplicated", "unexpected", "dual_owner_intervals",
+                                 "stuck_shards", "client_retry_duplicates"), 0),
+                "false_failover": False, "problems": [f"the round could not finish: {str(exc).splitlines()[0][:300]}"]}
+    healing_targets = healing.targets
     rows = stored_rows(tag)
     verdict = checker.check_round(record, rows, fault_at, healed_at, recovery_bound, KINDS[kind].failover_allowed)
     found = checker.problems(verdict)
-    result = {"round": k, "kind": kind, "tag": tag, "targets": active.targets, "hold_s": active.hold_s,
-              **({"detail": active.detail} if active.detail else {}), "fault_at": round(fault_at, 3),
+    result = {"round": k, "kind": kind, "tag": tag, "targets": healing_targets, "hold_s": healing.hold_s,
+              **({"detail": healing.detail} if healing.detail else {}), "fault_at": round(fault_at, 3),
               "healed_at": round(healed_at, 3), "whole_after_heal_s": whole_s, "serving_wait_s": serving_s,
               **{key: verdict[key] for key in ("requests", "acknowledged", "failed", "stored", "downtime_s",
                                                "downtime_by_shard_s", "recovery_after_heal_s", "failovers")},
@@ -132,7 +149,7 @@ def one_round(bed: Testbed, nemesis: Nemesis, k: int, kind: str, workdir: Path, 
     else:
         record_path.unlink(missing_ok=True)
     stop.unlink(missing_ok=True)
-    say(f"round {k} {kind} on {','.join(active.targets)} for {active.hold_s} s: downtime {verdict['downtime_s']} s, "
+    say(f"round {k} {kind} on {','.join(healing_targets)} for {healing.hold_s} s: downtime {verdict['downtime_s']} s, "
         f"{verdict['failed']}/{verdict['requests']} failed, {len(rows)} rows; "
         f"{'; '.join(found) if found else 'ok'}")
     return result
@@ -145,6 +162,7 @@ def summarize(results: list[dict[str, Any]], seed: int, timers: Timers, recovery
         rs = [r for r in results if r["kind"] == kind]
         downs = [r["downtime_s"] for r in rs if r["downtime_s"] is not None]
         d = distribution(downs, 3)
+        # A round that could not finish has no downtime figure: it is counted and listed instead.
         kinds[kind] = {"what": KINDS[kind].what, "rounds": len(rs),
                        **{key: sum(r[key] for r in rs) for key in ("lost", "duplicated", "unexpected",
                                                                     "dual_owner_intervals", "stuck_shards")},
@@ -152,6 +170,7 @@ def summarize(results: list[dict[str, Any]], seed: int, timers: Timers, recovery
                        "client_retry_duplicates": sum(r["client_retry_duplicates"] for r in rs),
                        "downtime_p50": d.get("p50"), "downtime_p99": d.get("p99"), "downtime_max": d.get("max"),
                        "unrecovered_rounds": sum(1 for r in rs if r["downtime_s"] is None),
+                       "unfinished_rounds": sum(1 for r in rs if "error" in r),
                        "requests": sum(r["requests"] for r in rs), "failed": sum(r["failed"] for r in rs)}
     problems = [f"round {r['round']} ({r['kind']}): {p}" for r in results for p in r["problems"]]
     return {"rounds": len(results), "seed": seed, "fault_kinds": kinds,
@@ -200,16 +219,23 @@ def run(bed: Testbed, rounds: int, seed: int, kinds: list[str], name: str = "fau
     plan = schedule(seed, rounds, kinds)
     say(f"fault campaign: {rounds} rounds over {len(set(plan))} kinds, seed {seed}, heartbeat {timers.heartbeat} s, "
         f"unhealthy {timers.unhealthy} s, recovery bound {recovery_bound} s")
-    results = []
+    results: list[dict[str, Any]] = []
     t0 = time.time()
-    for k, kind in enumerate(plan, 1):
-        results.append(one_round(bed, nemesis, k, kind, workdir, timers, recovery_bound))
-        left = (time.time() - t0) / k * (rounds - k)
-        if k % 5 == 0 and k < rounds:
-            say(f"{k}/{rounds} rounds done, about {left / 60:.0f} min left")
-    res = summarize(results, seed, timers, recovery_bound)
-    write_json(name, res)
-    plot(res, name)
+    try:
+        for k, kind in enumerate(plan, 1):
+            results.append(one_round(bed, nemesis, k, kind, workdir, timers, recovery_bound))
+            if "error" in results[-1]:
+                bed.wait_healthy(timeout=300)  # the next round starts on a whole cluster, or the campaign stops
+            left = (time.time() - t0) / k * (rounds - k)
+            if k % 5 == 0 and k < rounds:
+                say(f"{k}/{rounds} rounds done, about {left / 60:.0f} min left")
+    finally:
+        # Also when the campaign stops early: the rounds run so far are written.
+        res = summarize(results, seed, timers, recovery_bound)
+        res["planned_rounds"] = rounds
+        write_json(name, res)
+        if results:
+            plot(res, name)
     return res
 
 

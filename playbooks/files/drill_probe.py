@@ -241,7 +241,7 @@ def plan(args: argparse.Namespace) -> int:
     app = (settings.get("settings") or {}).get("application", {})
     nodes = health.get("health") or {}
     owners = {node for node, info in support_nodes(support).items() if info.get("shards")}
-    if args.fault in ("kill_owner", "pause_owner"):
+    if args.fault in ("kill_owner", "pause_owner", "partition_owner_database", "partition_owner_masters"):
         ids = sorted(n for n in owners if nodes.get(n, {}).get("role") == "coreapp")[:1]
     elif args.fault == "stop_primary_master":
         ids = [n for n, i in nodes.items() if i.get("role") == "primary_master"]
@@ -339,7 +339,7 @@ def verdict(report: dict, fault: str, pause: float, settings: dict) -> dict:
         failures.append(f"The owner polls were {report['max_poll_gap_s']} s apart at worst (want <= 1 s).")
     no_failover_pause = fault == "pause_owner" and pause < (
         float(settings.get("unhealthy_interval", 30)) - float(settings.get("heartbeat_interval", 5)))
-    if fault == "kill_owner" or (fault == "pause_owner" and not no_failover_pause):
+    if fault in ("kill_owner", "partition_owner_database") or (fault == "pause_owner" and not no_failover_pause):
         if not report["owner_changes"]:
             failures.append("No spare took over the shard.")
         if not report["recovered"]:
@@ -351,6 +351,8 @@ def verdict(report: dict, fault: str, pause: float, settings: dict) -> dict:
             failures.append(f"A pause of {pause} s (shorter than unhealthy - heartbeat) caused a failover.")
         if not report["recovered"]:
             failures.append("The API did not serve again after the pause.")
+    elif fault == "partition_owner_masters" and not report["recovered"]:
+        failures.append("The API did not serve again after the partition healed.")
     elif fault == "stop_primary_master":
         if not report["new_primary_master"]:
             failures.append("No secondary master took the lease.")
@@ -450,7 +452,8 @@ def main(argv: list[str]) -> int:
     a.add_argument("--pause", type=float, default=0.0)
     pl = sub.add_parser("plan")
     pl.add_argument("--fault", required=True,
-                    choices=["kill_owner", "pause_owner", "stop_primary_master", "stop_all_masters"])
+                    choices=["kill_owner", "pause_owner", "stop_primary_master", "stop_all_masters",
+                             "partition_owner_database", "partition_owner_masters"])
     for p in (r, pl):
         p.add_argument("--api", required=True, action="append", help="a webapp's URL; repeat for several")
         p.add_argument("--user", default="admin")

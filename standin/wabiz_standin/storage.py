@@ -22,9 +22,11 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from .schema import S
+
+T = TypeVar("T")
 
 
 class StorageError(Exception):
@@ -119,6 +121,11 @@ class Storage(abc.ABC):
     def _driver_errors(self) -> tuple[type[BaseException], ...]:
         """The driver's exception classes."""
 
+    @abc.abstractmethod
+    def _is_disconnect(self, exc: BaseException) -> bool:
+        """Whether ``exc`` says the connection itself is gone (the server restarted, or closed
+        or killed the session), not that a statement failed."""
+
     # -- connection handling -------------------------------------------------------------
     def q(self, name: str) -> str:
         return S.statement(self.engine, name)
@@ -160,15 +167,30 @@ class Storage(abc.ABC):
                 raise
             raise StorageError(f"{type(exc).__name__}: {exc}".strip()) from exc
 
+    def _once_more_if_stale(self, run: Callable[[Any], T]) -> T:
+        """``run(cursor)``; when a kept connection turns out to be gone (a database restart
+        leaves one dead connection in every thread), once more on a fresh one. Only for what is
+        safe to repeat: reads, and transactions whose first statement is what failed."""
+        reused = getattr(self._local, "conn", None) is not None
+        try:
+            with self.cursor() as cur:
+                return run(cur)
+        except StorageError as exc:
+            if not (reused and exc.__cause__ is not None and self._is_disconnect(exc.__cause__)):
+                raise
+        with self.cursor() as cur:  # cursor() dropped the dead connection: this one is new
+            return run(cur)
+
     def execute(self, name: str, params: tuple = ()) -> int:
         with self.cursor() as cur:
             cur.execute(self.q(name), params)
             return cur.rowcount
 
     def fetchall(self, name: str, params: tuple = ()) -> list[tuple]:
-        with self.cursor() as cur:
+        def read(cur: Any) -> list[tuple]:
             cur.execute(self.q(name), params)
             return list(cur.fetchall())
+        return self._once_more_if_stale(read)
 
     def close(self) -> None:
         self._drop()
@@ -351,8 +373,10 @@ class Storage(abc.ABC):
         """Persist one message, fenced: one transaction that locks the shard row against a
         concurrent promotion and inserts only if the row still names ``owner`` at ``epoch``.
         Returns "stored", "duplicate" (the id was stored before) or "fenced"."""
+        # A connection left dead by a database restart fails at BEGIN, before anything ran:
+        # that much is repeated on a fresh connection; a failure later in the transaction is not.
+        self._once_more_if_stale(lambda cur: cur.execute("BEGIN"))
         with self.cursor() as cur:
-            cur.execute("BEGIN")
             try:
                 cur.execute(self.q("lock_shard_for_write"), (shard_id,))
                 row = cur.fetchone()
@@ -481,6 +505,14 @@ class MySQLStorage(Storage):
 
         return (pymysql.MySQLError, StorageError, OSError)
 
+    def _is_disconnect(self, exc: BaseException) -> bool:
+        import pymysql
+
+        # 2006 server has gone away, 2013 lost connection during query, 2055 lost connection
+        # (with the OS error); InterfaceError: PyMySQL's own "the connection is closed".
+        return isinstance(exc, pymysql.err.InterfaceError) or (
+            isinstance(exc, pymysql.err.OperationalError) and bool(exc.args) and exc.args[0] in (2006, 2013, 2055))
+
 
 class PgStorage(Storage):
     engine = S.PGSQL
@@ -515,6 +547,16 @@ class PgStorage(Storage):
         import psycopg2
 
         return (psycopg2.Error, StorageError, OSError)
+
+    def _is_disconnect(self, exc: BaseException) -> bool:
+        import psycopg2
+
+        # A lost connection carries no SQLSTATE, or a connection-exception (08...) or
+        # shutdown one (57P01-03: the server stopping, or pg_terminate_backend); a lock or
+        # statement timeout is an OperationalError too, but with a code of its own.
+        code = getattr(exc, "pgcode", None) or ""
+        return isinstance(exc, (psycopg2.OperationalError, psycopg2.InterfaceError)) and (
+            not code or code.startswith("08") or code in ("57P01", "57P02", "57P03"))
 
 
 def make_storage(engine: str, host: str, port: int, user: str, password: str, database: str,

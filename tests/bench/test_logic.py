@@ -56,6 +56,21 @@ def test_a_kill_without_a_new_owner_fails_the_verdict():
     assert "The API did not serve again before the drill ended." in failures
 
 
+def test_an_owner_cut_off_from_the_database_must_be_replaced_within_the_bound():
+    moved = probe.analyze_record(record(5.0, 14.0, polls_moving(13.5)), fault_at=4.0, bound=12.0)
+    assert probe.verdict(moved, "partition_owner_database", 0, SETTINGS)["failures"] == []
+    stayed = probe.analyze_record(record(5.0, 30.1, polls_moving(99)), fault_at=4.0, bound=12.0)
+    assert "No spare took over the shard." in probe.verdict(stayed, "partition_owner_database", 0, SETTINGS)["failures"]
+
+
+def test_an_owner_cut_off_from_the_masters_only_needs_no_failover_but_must_serve_again():
+    served = probe.analyze_record(record(5.0, 9.0, polls_moving(99)), fault_at=4.0, bound=12.0)
+    assert probe.verdict(served, "partition_owner_masters", 0, SETTINGS)["failures"] == []
+    down = probe.analyze_record(record(5.0, 30.1, polls_moving(99)), fault_at=4.0, bound=12.0)
+    assert probe.verdict(down, "partition_owner_masters", 0, SETTINGS)["failures"] == [
+        "The API did not serve again after the partition healed."]
+
+
 def test_a_short_pause_must_not_move_the_shard():
     rep = probe.analyze_record(record(5.0, 8.0, polls_moving(7.0)), fault_at=4.0, bound=12.0)
     failures = probe.verdict(rep, "pause_owner", 4, SETTINGS)["failures"]

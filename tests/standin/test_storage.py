@@ -10,7 +10,7 @@ from collections.abc import Iterator
 
 import pytest
 from wabiz_standin.schema import S
-from wabiz_standin.storage import SchemaTooNew, Storage, make_storage
+from wabiz_standin.storage import SchemaTooNew, Storage, StorageError, make_storage
 
 from tests.standin.harness import drop_database, engine_of
 
@@ -180,3 +180,36 @@ def test_gc_batch_cursor_leaves_rows_behind_it_for_the_next_run(storage: Storage
     assert storage.gc_batch(0, "delivered", 3, "c3") == (0, None)
     assert storage.message_ids(["a1", "a2", "a3", "b1", "c1", "c2", "c3"]) == {"a3"}
     assert storage.gc_batch(0, "delivered", 3) == (1, None), "the next run starts from the first id"
+
+
+def _kill_session_of(db_server, storage: Storage) -> None:
+    """End ``storage``'s kept connection from the server side, as a database restart does."""
+    with storage.cursor() as cur:
+        cur.execute("SELECT CONNECTION_ID()" if storage.engine == S.MYSQL else "SELECT pg_backend_pid()")
+        session = cur.fetchone()[0]
+    admin = make_storage(engine_of(db_server), db_server.host, db_server.port, db_server.admin_user,
+                         db_server.admin_password, storage.database, timeout=5)
+    with admin.cursor() as cur:
+        cur.execute(f"KILL {int(session)}" if storage.engine == S.MYSQL else f"SELECT pg_terminate_backend({int(session)})")
+    admin.close()
+    time.sleep(0.2)
+
+
+def test_reads_and_message_writes_survive_a_connection_the_server_ended(db_server, storage: Storage) -> None:
+    """Found by the fault campaign (restart_database): after a database restart every thread's
+    kept connection is dead, and the webapp answered the next login with 500 "Service not
+    ready ... Lost connection to MySQL server during query". A read, and a message write whose
+    BEGIN is what fails, now go once more on a fresh connection; other writes still fail."""
+    storage.upgrade_schema(S.SCHEMA_VERSION, "m1")
+    epoch = storage.acquire_lease("m1", 60)
+    assert storage.promote(0, 0, "c1", "m1", epoch)
+    storage.ensure_admin("hash")
+    _kill_session_of(db_server, storage)
+    assert storage.read_user("admin") is not None, "a read on a dead kept connection is tried once more"
+    _kill_session_of(db_server, storage)
+    assert storage.insert_message("k1", 0, "1", "x", "c1", 1) == "stored"
+    _kill_session_of(db_server, storage)
+    with pytest.raises(StorageError):  # a write is not repeated: it may have run
+        storage.set_password("admin", "other")
+    assert storage.set_password("admin", "other") is None  # the next call has a fresh connection
+    assert storage.message_ids(["k1"]) == {"k1"}
