@@ -233,22 +233,25 @@ class Testbed:
         sh(["docker", "kill", machine(host)])
         return t
 
-    # The owner's containers reach the database through the machine's FORWARD path (DOCKER-USER);
-    # a host-network process through OUTPUT/INPUT. Both directions are dropped, as a partition.
-    _DB_CUT = [("DOCKER-USER", "-d"), ("DOCKER-USER", "-s"), ("OUTPUT", "-d"), ("INPUT", "-s")]
+    # A container on the machine reaches a peer through the machine's FORWARD path (DOCKER-USER),
+    # a host-network process through OUTPUT / INPUT: a partition drops all four, both directions.
+    _CUT_RULES = [("DOCKER-USER", "-d"), ("DOCKER-USER", "-s"), ("OUTPUT", "-d"), ("INPUT", "-s")]
 
-    def cut_from_database(self, host: str) -> float:
-        """Drop every packet between ``host`` and the database host; return when (epoch)."""
-        t = time.time()
-        for chain, direction in self._DB_CUT:
-            sh(["docker", "exec", machine(host), "iptables", "-I", chain, "1", direction, DB_ADDRESS,
-                "-m", "comment", "--comment", "wabiz-bench-db-cut", "-j", "DROP"])
-        return t
+    def cut(self, host: str, peers: list[str]) -> Callable[[], None]:
+        """Drop every packet between machine ``host`` and each address in ``peers``; return the
+        heal, which removes exactly those rules."""
+        rules = [(chain, direction, peer) for peer in peers for chain, direction in self._CUT_RULES]
 
-    def heal_database_cut(self, host: str) -> None:
-        for chain, direction in self._DB_CUT:
-            sh(["docker", "exec", machine(host), "iptables", "-D", chain, direction, DB_ADDRESS,
-                "-m", "comment", "--comment", "wabiz-bench-db-cut", "-j", "DROP"], check=False)
+        def rule(op: str, chain: str, direction: str, peer: str) -> list[str]:
+            return ["docker", "exec", machine(host), "iptables", op, chain, *(["1"] if op == "-I" else []),
+                    direction, peer, "-m", "comment", "--comment", "wabiz-bench-cut", "-j", "DROP"]
+        for r in rules:
+            sh(rule("-I", *r))
+
+        def heal() -> None:
+            for r in rules:
+                sh(rule("-D", *r), check=False)
+        return heal
 
     def start_machine(self, host: str) -> None:
         sh(["docker", "start", machine(host)])

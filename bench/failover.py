@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from .cluster import Testbed
+from .cluster import DB_ADDRESS, Testbed
 from .common import cdf_points, distribution, pyplot, results_dir, save_figure, say
 
 WARMUP_S = 3.0
@@ -38,12 +38,17 @@ def one_round(bed: Testbed, k: int, workdir: Path, bound: float, fault: str = "k
                           ["--duration", str(cap), "--stop-after-recovery", str(STOP_AFTER_RECOVERY_S)],
                           timeout=cap + 180) as finish:
         time.sleep(WARMUP_S)
-        fault_at = bed.kill_machine(host) if fault == "kill" else bed.cut_from_database(host)
+        heal = None
+        if fault == "kill":
+            fault_at = bed.kill_machine(host)
+        else:
+            fault_at = time.time()
+            heal = bed.cut(host, [DB_ADDRESS])
         try:
             record = finish()
         finally:
-            if fault == "db_cut":
-                bed.heal_database_cut(host)
+            if heal:
+                heal()
     report = bed.probe.analyze_record(record, fault_at, bound)
     if fault == "kill":
         bed.start_machine(host)

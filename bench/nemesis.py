@@ -26,10 +26,6 @@ NFS_ADDRESS = "172.28.10.6"
 MASTERS = [h for h in NODE_HOSTS if h.startswith("master")]
 COREAPPS = [h for h in NODE_HOSTS if h.startswith("coreapp")]
 WEBAPPS = [h for h in NODE_HOSTS if h.startswith("webapp")]
-# A container on the machine reaches a peer through the machine's FORWARD path (DOCKER-USER), a
-# host-network process through OUTPUT / INPUT: a partition drops all four.
-_CUT_RULES = [("DOCKER-USER", "-d"), ("DOCKER-USER", "-s"), ("OUTPUT", "-d"), ("INPUT", "-s")]
-_COMMENT = "wabiz-nemesis"
 
 
 @dataclass
@@ -63,16 +59,7 @@ class Nemesis:
     # -- building blocks ------------------------------------------------------------------
     def cut(self, host: str, peers: list[str], active: Active) -> None:
         """Drop every packet between machine ``host`` and each address in ``peers``."""
-        rules = [(chain, direction, peer) for peer in peers for chain, direction in _CUT_RULES]
-        for chain, direction, peer in rules:
-            sh(["docker", "exec", machine(host), "iptables", "-I", chain, "1", direction, peer,
-                "-m", "comment", "--comment", _COMMENT, "-j", "DROP"])
-
-        def undo() -> None:
-            for chain, direction, peer in rules:
-                sh(["docker", "exec", machine(host), "iptables", "-D", chain, direction, peer,
-                    "-m", "comment", "--comment", _COMMENT, "-j", "DROP"], check=False)
-        active.undo.append(undo)
+        active.undo.append(self.bed.cut(host, peers))
 
     def kill(self, host: str, active: Active) -> None:
         sh(["docker", "kill", machine(host)])
