@@ -62,6 +62,10 @@ def wait_serving(bed: Testbed, shards: int, timeout: float) -> float:
     the seconds it took."""
     t0 = time.time()
     apis = None
+    # One recipient per shard, by the cluster's routing rule: crc32(recipient) % shards.
+    recipient: dict[int, str] = {}
+    for k in range(10_000):
+        recipient.setdefault(zlib.crc32(f"1666{k:07d}".encode()) % shards, f"1666{k:07d}")
     pending = set(range(shards))
     while pending and time.time() - t0 < timeout:
         try:
@@ -70,9 +74,8 @@ def wait_serving(bed: Testbed, shards: int, timeout: float) -> float:
             time.sleep(0.5)
             continue
         for shard in sorted(pending):
-            to = next(f"1666{k:07d}" for k in range(10_000) if zlib.crc32(f"1666{k:07d}".encode()) % shards == shard)
-            status, _body, _ = apis.call("POST", "/v1/messages", {"to": to, "type": "text", "text": {"body": "chaos probe"}},
-                                         timeout=3)
+            body = {"to": recipient[shard], "type": "text", "text": {"body": "chaos probe"}}
+            status, _body, _ = apis.call("POST", "/v1/messages", body, timeout=3)
             if status in (200, 201):
                 pending.discard(shard)
         if pending:

@@ -8,8 +8,10 @@ login (used by wait_on_mysql.sh / wait_on_postgres.sh).
 from __future__ import annotations
 
 import asyncio
+import signal
 import sys
 import time
+from typing import Any
 
 from . import config, logs
 
@@ -60,6 +62,8 @@ def main(argv: list[str]) -> int:
     log = logs.setup(cfg.kind, cfg.node_id, cfg.log_dir, cfg.log_rotate_bytes)
     log.info("starting %s %s version %s (schema %d) on %s %s:%d/%s", cfg.kind, cfg.node_id, cfg.version,
              cfg.schema_version, cfg.engine, cfg.db_host, cfg.db_port, cfg.db_name)
+    if cfg.kind == config.COREAPP and not cfg.multiconnect:
+        return asyncio.run(run_single_connect(cfg))
     if cfg.kind == config.MASTER:
         from .master import Master as cls
     elif cfg.kind == config.COREAPP:
@@ -68,6 +72,27 @@ def main(argv: list[str]) -> int:
         from .webapp import Webapp as cls  # type: ignore[assignment]
     node = cls(cfg)
     return asyncio.run(node.run())
+
+
+async def run_single_connect(cfg: config.Config) -> int:
+    """A single-connect client's coreapp: the coreapp and, in the same process, the master that
+    gives it the account's one shard. A signal stops both; when one ends, so does the other."""
+    from .coreapp import Coreapp
+    from .master import Master
+
+    nodes = [Master(cfg.single_connect_master()), Coreapp(cfg)]
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, lambda: [n.stopping.set() for n in nodes])
+
+    async def one(node: Any) -> int:
+        try:
+            return await node.run(handle_signals=False)
+        finally:
+            for n in nodes:
+                n.stopping.set()
+
+    return max(await asyncio.gather(*(one(n) for n in nodes)))
 
 
 if __name__ == "__main__":

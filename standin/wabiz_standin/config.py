@@ -6,6 +6,7 @@ A bad environment ends the process with exit code 2 and one line on stderr that 
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import socket
 from dataclasses import dataclass, field
@@ -18,6 +19,7 @@ WEBAPP = "webapp"
 
 DEFAULT_COREAPP_PORTS = (6250, 6251, 6252, 6253)  # messaging, contacts, control, healthcheck
 DEFAULT_WEBAPP_PORT = 443
+SINGLE_MASTER_PORT_OFFSET = 10  # 6260-6263 beside the coreapp's 6250-6253
 
 
 class ConfigError(Exception):
@@ -142,6 +144,17 @@ class Config:
     health_rate_limit: int = HEALTH_RATE_LIMIT
     default_settings: dict[str, int] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
+    multiconnect: bool = True
+    wacore_host: str = ""  # a single-connect webapp's coreapp (WACORE_HOSTNAME)
+    single_master_ports: tuple[int, ...] = ()  # a single-connect coreapp's embedded master
+
+    def single_connect_master(self) -> Config:
+        """A single-connect coreapp's shard keeper: a master in the same process, on its own
+        ports, so that the one coreapp gets the one shard by the same election, lease and fencing
+        as in a cluster."""
+        ports = self.single_master_ports
+        return dataclasses.replace(self, kind=MASTER, node_id=f"{self.node_id}/master", listen_ports=ports,
+                                   external_ports=ports, warnings=[])
 
     @property
     def db_name(self) -> str:
@@ -183,10 +196,16 @@ def load(env: dict[str, str] | None = None) -> Config:
                 raise ConfigError(f"WA_DB_CONNECTION_IDLE_TIMEOUT: {raw_idle!r} is not milliseconds") from None
             if idle_ms < 1000:
                 raise ConfigError(f"WA_DB_CONNECTION_IDLE_TIMEOUT: {idle_ms} ms is below 1000 ms")
-    if env.get("WA_APP_MULTICONNECT", "").strip() != "1":
-        raise ConfigError("WA_APP_MULTICONNECT is not 1 (the stand-in runs only in HA/multiconnect mode)")
-
+    # Without WA_APP_MULTICONNECT=1 the images run a single-connect client (Meta's
+    # docker-compose.yml): one coreapp holds the account's one connection, with no masters.
+    multiconnect = env.get("WA_APP_MULTICONNECT", "").strip() == "1"
     kind = _node_kind(env)
+    if not multiconnect and kind == MASTER:
+        raise ConfigError("WA_MASTER_NODE=1 needs WA_APP_MULTICONNECT=1: a single-connect client has no masters")
+    wacore_host = env.get("WACORE_HOSTNAME", "").strip()
+    if not multiconnect and kind == WEBAPP and not wacore_host:
+        raise ConfigError("WACORE_HOSTNAME is not set: a single-connect webapp reaches its coreapp there "
+                          "(or set WA_APP_MULTICONNECT=1 for the HA/multiconnect layouts)")
     if kind == WEBAPP and env.get("WA_MASTER_NODE", "").strip() == "1":
         warnings.append("WA_MASTER_NODE=1 is ignored by the web image (masters run the coreapp image)")
     if kind == WEBAPP:
@@ -201,6 +220,12 @@ def load(env: dict[str, str] | None = None) -> Config:
         # Unset: the ports the node listens on (6250-6253 in the image), as the real client.
         raw_ports = env.get("COREAPP_EXTERNAL_PORTS", "").strip()
         external_ports = _ports("COREAPP_EXTERNAL_PORTS", raw_ports, 4) if raw_ports else listen_ports
+    single_master_ports: tuple[int, ...] = ()
+    if not multiconnect and kind == COREAPP:
+        # Stand-in extension: the single-connect coreapp's own shard keeper listens here.
+        raw = env.get("WA_STANDIN_SINGLE_MASTER_PORTS", "").strip()
+        single_master_ports = _ports("WA_STANDIN_SINGLE_MASTER_PORTS", raw, 4) if raw else \
+            tuple(p + SINGLE_MASTER_PORT_OFFSET for p in listen_ports)
     node_id = env.get("WA_NODE_ID", "").strip() or f"{external_host}:{socket.gethostname()[:12]}"
 
     db_heartbeat = _num(env, "WA_DB_HEARTBEAT_SECONDS", 60.0)
@@ -240,4 +265,5 @@ def load(env: dict[str, str] | None = None) -> Config:
         log_rotate_bytes=int(_num(env, "WA_LOG_ROTATE_BYTES", 15 * 1024 * 1024 if kind != WEBAPP else 0, 0)),
         default_settings=defaults,
         warnings=warnings,
+        multiconnect=multiconnect, wacore_host=wacore_host, single_master_ports=single_master_ports,
     )

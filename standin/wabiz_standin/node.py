@@ -230,10 +230,11 @@ class BaseNode:
     async def shutdown(self) -> None:
         pass
 
-    async def run(self) -> int:
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, self.stopping.set)
+    async def run(self, handle_signals: bool = True) -> int:
+        if handle_signals:
+            loop = asyncio.get_running_loop()
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                loop.add_signal_handler(sig, self.stopping.set)
         self.http = aiohttp.ClientSession()
         try:
             await self.main()

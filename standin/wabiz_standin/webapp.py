@@ -206,7 +206,16 @@ class Webapp(BaseNode):
 
     def unreachable(self, n: Node) -> dict[str, Any]:
         return {"errors": [{"code": 1014, "title": TITLES[1014], "details": f"Unable to reach {n.node_id}. "
-                            f"Please check if wacore is running: {n.host}:{n.control_port}"}]}
+                            f"Please check if wacore is running: {self.node_host(n.host)}:{n.control_port}"}]}
+
+    def node_host(self, host: str) -> str:
+        """Where a node is reached: a single-connect webapp reaches its client's nodes at
+        WACORE_HOSTNAME (the coreapp's own host name means nothing on a bridge network)."""
+        return host if self.cfg.multiconnect else self.cfg.wacore_host
+
+    async def request_json(self, method: str, host: str, port: int, path: str, body: Any,
+                           timeout: float) -> dict[str, Any] | None:
+        return await super().request_json(method, self.node_host(host), port, path, body, timeout)
 
     # -- start -------------------------------------------------------------------------------
     async def main(self) -> None:
@@ -391,11 +400,26 @@ class Webapp(BaseNode):
         if limit and self.health_calls.count() >= limit:
             return self.error(1015, f"at most {limit} health calls per {HEALTH_WINDOW:.0f} s")
         self.health_calls.add()
+        if not self.cfg.multiconnect:
+            return await self.single_connect_health()
         health: dict[str, Any] = {}
         for n, ping in await self.probe_nodes():
             health[n.node_id] = {"gateway_status": ping.get("gateway_status"), "role": ping.get("role")} \
                 if ping else self.unreachable(n)
         return self.reply({"health": health})
+
+    async def single_connect_health(self) -> web.Response:
+        """A single-connect client's health: its coreapp's gateway status, not a node list. The
+        single-instance form has no ``disconnected``: a coreapp still waiting for its shard is
+        ``connecting``."""
+        coreapps = [(n, ping) for n, ping in await self.probe_nodes() if n.kind == "coreapp"]
+        for _n, ping in coreapps:
+            if ping:
+                status = ping.get("gateway_status")
+                return self.reply({"health": {"gateway_status": "connecting" if status == "disconnected" else status}})
+        if coreapps:
+            return self.reply({"health": self.unreachable(coreapps[0][0])})
+        return self.reply({"health": {"gateway_status": "uninitialized"}})
 
     async def h_support(self, request: web.Request) -> web.Response:
         denied = await self.auth(request)
@@ -414,7 +438,7 @@ class Webapp(BaseNode):
         for n, ping in await self.probe_nodes(ping_timeout=0.4):
             gateway = (ping or {}).get("gateway_status")
             support[n.node_id] = {
-                "multi_connect": True, "role": (ping or {}).get("role") or n.role or n.kind,
+                "multi_connect": self.cfg.multiconnect, "role": (ping or {}).get("role") or n.role or n.kind,
                 "shards": owned.get(n.node_id, []), "socket_conn": SOCKET_CONN.get(gateway or "", "UNK"),
                 "db_engine": self.cfg.engine,
                 "debug_info": {"kind": n.kind, "version": n.version, "reachable": ping is not None,
@@ -495,6 +519,9 @@ class Webapp(BaseNode):
             return self.error(1009, "phone_number: the number without the country code, 4 to 15 digits")
         if shards not in S.VALID_SHARD_COUNTS or isinstance(shards, bool):
             return self.error(1009, f"shards must be one of {', '.join(map(str, S.VALID_SHARD_COUNTS))}")
+        if shards != 1 and not self.cfg.multiconnect:
+            return self.error(1009, "shards: a single-connect client has one connection (more shards need the "
+                                    "multiconnect layout, WA_APP_MULTICONNECT=1)")
         pin, cert = body.get("pin"), body.get("cert")
         if pin is not None and not (isinstance(pin, str) and re.fullmatch(r"[0-9]{6}", pin)):
             return self.error(1009, "pin: the 6-digit two-step verification PIN")

@@ -7,11 +7,14 @@ and connections through the firewall."""
 
 from __future__ import annotations
 
+import base64
 import json
 import textwrap
+import time
 
 import pytest
 
+from tests.conformance import support as conformance
 from tests.roles.conftest import Bed, bed_session, tail, testbed
 
 NAME = "roles-mysql"
@@ -20,6 +23,7 @@ DB, NFS, H1, H2, OUT = "172.28.20.5", "172.28.20.6", "172.28.20.11", "172.28.20.
 # The firewall's NFS ports: NFS, rpcbind, MOUNT and NLM (nfs_server's fixed ports), rquota.
 NFS_PORTS = "2049,111,20048,32803,875"
 USER, PASSWORD = "wabiz_test", "roles-test-secret-1"
+SINGLE_PREFIX = "single_"  # the single-connect client's own database, apart from anything else
 CLIENT_PRIVILEGES = {"SELECT", "INSERT", "UPDATE", "DELETE", "CREATE", "ALTER", "INDEX", "DROP"}
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 
@@ -163,33 +167,73 @@ def test_a_node_that_cannot_mount_the_share_fails_and_says_why(bed, runs):
     assert bed.sh("h1", "grep -c wamedia-kernel-test /proc/mounts /etc/fstab || true").stdout.count(":0") == 2
 
 
+def _compose_up_meta_single_connect(bed: Bed, version: str) -> dict[str, str]:
+    """Meta's prod-docker-compose.yml, unchanged, on h1 with a db.env for this bed's MariaDB (the
+    file a user edits, as Meta's docs say): the stand-in images run a single-connect client.
+    Returns the container name of each service."""
+    meta = conformance.locate_meta() / "installation" / "prod-docker-compose.yml"
+    assert conformance.tree_hashes(meta.parent.parent)["installation/prod-docker-compose.yml"] == \
+        conformance.recorded_hashes()["installation/prod-docker-compose.yml"], "Meta's file, unchanged"
+    db_env = (f"WA_DB_ENGINE=MYSQL\nWA_DB_HOSTNAME={DB}\nWA_DB_PORT=3306\nWA_DB_USERNAME={USER}\n"
+              f"WA_DB_PASSWORD={PASSWORD}\nWA_DB_NAME_PREFIX={SINGLE_PREFIX}\n")
+    files = {"docker-compose.yml": meta.read_bytes(), "db.env": db_env.encode()}
+    write = " && ".join(f"echo {base64.b64encode(data).decode()} | base64 -d > /opt/single/{name}"
+                        for name, data in files.items())
+    up = bed.sh("h1", f"mkdir -p /opt/single && {write} && cd /opt/single && "
+                      f"if docker compose version >/dev/null 2>&1; then c='docker compose'; else c=docker-compose; fi; "
+                      f"WA_API_VERSION={version} $c -p single up -d", timeout=180)
+    assert up.returncode == 0, up.stdout + up.stderr
+    names = {}
+    for service in ("wacore", "waweb"):
+        ps = bed.sh("h1", f"docker ps -a --filter label=com.docker.compose.service={service} --format '{{{{.Names}}}}'")
+        names[service] = ps.stdout.strip()
+    return names
+
+
 def test_a_single_connect_client_is_stopped_before_the_cluster_or_refused(bed, runs):
-    """The HA guide's step 6: a client image without WA_APP_MULTICONNECT=1 (Meta's
-    docker-compose.yml) is stopped; an HA container of the same image is left running; with
-    wabiz_single_connect_client=refuse the role fails, names it and stops nothing."""
-    image = "docker.whatsapp.biz/coreapp:v2.41.2"
-    setup = bed.sh("h1", f"docker tag wabiz/base:bookworm {image} && docker rm -f wacore ha-node >/dev/null 2>&1; "
-                         f"docker run -d --name wacore {image} sleep infinity && "
-                         f"docker run -d --name ha-node -e WA_APP_MULTICONNECT=1 {image} sleep infinity")
+    """The HA guide's step 6: a single-connect client (Meta's prod-docker-compose.yml, unchanged,
+    on the stand-in images: no WA_APP_MULTICONNECT) holds the account's connection; the node
+    role stops its containers and leaves an HA container of the same image running; with
+    wabiz_single_connect_client=refuse the role fails, names them and stops nothing."""
+    version = "2.53.2"
+    core, web = (f"docker.whatsapp.biz/{kind}:v{version}" for kind in ("coreapp", "web"))
+    testbed.load_images(NAME, [core, web], only=["h1"])
+    setup = bed.sh("h1", f"docker rm -f ha-node >/dev/null 2>&1; "
+                         f"docker run -d --name ha-node -e WA_APP_MULTICONNECT=1 --entrypoint sleep {core} infinity")
     assert setup.returncode == 0, setup.stderr
 
     def running(name: str) -> bool:
         return bed.sh("h1", f"docker inspect -f '{{{{.State.Running}}}}' {name}").stdout.strip() == "true"
 
+    def gateway(name: str) -> str:
+        probe = ("import json,urllib.request; print(json.load(urllib.request.urlopen("
+                 "'http://127.0.0.1:6253/health', timeout=2))['gateway_status'])")
+        return bed.sh("h1", f'docker exec {name} python3 -c "{probe}" 2>/dev/null').stdout.strip()
+
     try:
+        names = _compose_up_meta_single_connect(bed, version)
+        deadline = time.monotonic() + 90
+        while gateway(names["wacore"]) != "connected" and time.monotonic() < deadline:
+            time.sleep(1)
+        assert gateway(names["wacore"]) == "connected", bed.sh("h1", f"docker logs {names['wacore']} 2>&1 | tail -30").stdout
+        assert running(names["waweb"])
+
         refused = bed.play("single_connect.yml", "-e", "wabiz_single_connect_client=refuse")
         out = " ".join(refused.output.split())
-        assert refused.rc != 0 and "h1 runs a single-connect WhatsApp Business API client (wacore" in out, \
+        assert refused.rc != 0 and "h1 runs a single-connect WhatsApp Business API client (" in out, \
             tail(refused.output)
-        assert running("wacore") and running("ha-node"), "refuse stops nothing"
+        assert names["wacore"] in out and names["waweb"] in out, tail(refused.output)
+        assert running(names["wacore"]) and running(names["waweb"]) and running("ha-node"), "refuse stops nothing"
         stopped = bed.play("single_connect.yml")
         assert stopped.ok() and stopped.recap["h1"]["changed"] == 1, \
             tail(stopped.output) + bed.sh("h1", "docker ps -a").stdout
-        assert not running("wacore") and running("ha-node")
+        assert not running(names["wacore"]) and not running(names["waweb"]) and running("ha-node")
         again = bed.play("single_connect.yml")
         assert again.ok() and again.recap["h1"]["changed"] == 0, tail(again.output)
     finally:
-        bed.sh("h1", f"docker rm -f wacore ha-node; docker rmi {image}")
+        bed.sh("h1", "cd /opt/single 2>/dev/null && { docker compose -p single down -v 2>/dev/null || "
+                     "docker-compose -p single down -v; }; docker rm -f ha-node; rm -rf /opt/single", timeout=120)
+        _mysql_login(bed, "h1", f"DROP DATABASE IF EXISTS {SINGLE_PREFIX}waent")
 
 
 def test_ganesha_conf_lists_only_cluster_hosts_and_is_marked_managed(bed, runs):

@@ -35,7 +35,7 @@ from wabiz_standin.master import hash_password
 from wabiz_standin.schema import S
 from wabiz_standin.webapp import ensure_certificate
 
-from tests.standin.harness import Cluster, wait_for
+from tests.standin.harness import Cluster, free_port, wait_for
 
 VERSION = "2.53.2"
 META = {"api_status": "stable", "version": VERSION}
@@ -680,3 +680,34 @@ def test_webapp_certificate_names_the_webapp(tmp_path, monkeypatch) -> None:
                     client_ctx.wrap_socket(raw, server_hostname=name) as tls:
                 assert tls.version()
         t.join(5)
+
+
+def test_single_connect_client_runs_without_masters_and_answers_the_single_instance_health(make_cluster) -> None:
+    """Without WA_APP_MULTICONNECT=1 (Meta's docker-compose.yml) one coreapp process is the whole
+    client: it holds the account's one shard with its shard keeper in the same process, and the
+    webapp reaches it at WACORE_HOSTNAME and answers the single-instance health form."""
+    c = make_cluster()
+    keeper = ",".join(str(free_port()) for _ in range(4))
+    core = c.start_node("coreapp", "wacore", {"WA_APP_MULTICONNECT": "", "WA_STANDIN_SINGLE_MASTER_PORTS": keeper})
+    c.start_node("webapp", "webapp1", {"WA_APP_MULTICONNECT": "", "WACORE_HOSTNAME": "127.0.0.1"})
+    wait_for(lambda: c.connected_coreapps() == ["wacore"], 30, what="the single-connect coreapp connected")
+    wait_for(c.webapp_up, 20, what="webapp up")
+    c.login()
+    status, body = c.api("GET", "/v1/health")
+    assert status == 200 and body["health"] == {"gateway_status": "connected"}, body
+    status, body = c.send("15550001111")
+    assert status == 201, body
+    st = c.storage()
+    try:
+        assert st.read_message(body["messages"][0]["id"])["shard"] == 0
+        assert sorted(n.kind for n in st.nodes() if n.kind != "webapp") == ["coreapp", "master"]
+    finally:
+        st.close()
+    status, body = c.api("GET", "/v1/support")
+    assert status == 200 and {v["multi_connect"] for v in body["support"].values()} == {False}, body
+    status, body = c.api("POST", "/v1/account/shards", {"cc": "1", "phone_number": "5550001", "shards": 2})
+    assert status == 400 and body["errors"][0]["code"] == 1009 and "single-connect" in body["errors"][0]["details"]
+    # One signal stops the coreapp and its keeper: the process ends cleanly.
+    c.kill("wacore", signal.SIGTERM)
+    assert core.popen.returncode == 0, core.output()[-2000:]
+    assert "primary_master" in core.output() and "promotion" in core.output()

@@ -372,6 +372,14 @@ def test_database_stall_demotes_the_primary_before_its_lease_lapses_without_fail
         proxy.close()
 
 
+def _healed_old_owner_stays_replaced(c: Cluster, proxy: StallProxy, timeout: float) -> None:
+    """The cut-off owner (coreapp1) gets its database back: it sees that it was replaced and
+    demotes itself, and coreapp2 stays the one connected owner."""
+    proxy.paused.clear()
+    wait_for(lambda: c.procs["coreapp1"].state_lines("demotion"), timeout, what="the old owner sees the loss")
+    assert c.connected_coreapps() == ["coreapp2"]
+
+
 def test_partitioned_owner_stops_before_the_new_owner_starts(make_cluster, db_server) -> None:
     """The owner stays alive but loses the database (its own stalled proxy). It must stop
     accepting before the master's replacement starts: never two connected owners of a shard."""
@@ -397,9 +405,7 @@ def test_partitioned_owner_stops_before_the_new_owner_starts(make_cluster, db_se
         assert fence_lines, "the cut-off owner fenced itself"
         assert not watcher.overlaps, f"two connected owners at once: {watcher.overlaps}"
         assert watcher.samples > 20
-        proxy.paused.clear()
-        wait_for(lambda: c.procs["coreapp1"].state_lines("demotion"), 10, what="old owner sees the loss")
-        assert c.connected_coreapps() == ["coreapp2"]
+        _healed_old_owner_stays_replaced(c, proxy, 10)
     finally:
         proxy.paused.clear()
         proxy.close()
@@ -519,9 +525,7 @@ def _db_lost_owner_is_replaced(make_cluster, db_server, masters: int) -> None:
         st = c.storage()
         assert not set(client.acked) - st.message_ids(client.acked), "acknowledged messages lost"
         st.close()
-        proxy.paused.clear()
-        wait_for(lambda: c.procs["coreapp1"].state_lines("demotion"), 15, what="the old owner sees the loss")
-        assert c.connected_coreapps() == ["coreapp2"]
+        _healed_old_owner_stays_replaced(c, proxy, 15)
     finally:
         proxy.paused.clear()
         proxy.close()

@@ -30,7 +30,10 @@ def run(env: dict[str, str], cmd: str = "run") -> subprocess.CompletedProcess:
     ({"WA_DB_PORT": "70000"}, "WA_DB_PORT: 70000 is not a port number"),
     ({"WA_DB_PORT": "abc"}, "WA_DB_PORT: 'abc' is not a port number"),
     ({"COREAPP_EXTERNAL_PORTS": "6250,6251"}, "COREAPP_EXTERNAL_PORTS: expected 4 comma-separated ports"),
-    ({"WA_APP_MULTICONNECT": None}, "WA_APP_MULTICONNECT is not 1"),
+    ({"WA_APP_MULTICONNECT": None, "WA_MASTER_NODE": "1"}, "WA_MASTER_NODE=1 needs WA_APP_MULTICONNECT=1"),
+    ({"WA_APP_MULTICONNECT": "0", "WEBAPP_HOSTNAME": "w", "COREAPP_HOSTNAME": None}, "WACORE_HOSTNAME is not set"),
+    ({"WA_APP_MULTICONNECT": None, "WA_STANDIN_SINGLE_MASTER_PORTS": "1,2"},
+     "WA_STANDIN_SINGLE_MASTER_PORTS: expected 4 comma-separated ports"),
     ({"COREAPP_HOSTNAME": None}, "cannot tell the node kind"),
     ({"WA_DB_CONNECTION_IDLE_TIMEOUT": "soon"}, "WA_DB_CONNECTION_IDLE_TIMEOUT: 'soon' is not milliseconds"),
 ])
@@ -83,6 +86,23 @@ def test_the_web_image_ignores_wa_master_node_with_a_warning() -> None:
     cfg = config.load({**IMAGE_BASE, "WA_IMAGE_KIND": "web", "WA_MASTER_NODE": "1"})
     assert cfg.kind == config.WEBAPP
     assert any("WA_MASTER_NODE=1 is ignored by the web image" in w for w in cfg.warnings)
+
+
+def test_without_multiconnect_the_images_run_a_single_connect_client() -> None:
+    """Meta's docker-compose.yml sets no WA_APP_MULTICONNECT: the coreapp image runs a
+    single-connect coreapp (its shard keeper beside it, on the next ports), the web image a
+    webapp that reaches it at WACORE_HOSTNAME."""
+    single = {k: v for k, v in IMAGE_BASE.items() if k != "WA_APP_MULTICONNECT"}
+    core = config.load({**single, "WA_IMAGE_KIND": "coreapp"})
+    assert (core.kind, core.multiconnect, core.single_master_ports) == (config.COREAPP, False, (6260, 6261, 6262, 6263))
+    keeper = core.single_connect_master()
+    assert (keeper.kind, keeper.node_id, keeper.listen_ports) == (config.MASTER, core.node_id + "/master",
+                                                                 (6260, 6261, 6262, 6263))
+    assert keeper.external_host == core.external_host and keeper.db_name == core.db_name
+    web = config.load({**single, "WA_IMAGE_KIND": "web", "WACORE_HOSTNAME": "wacore"})
+    assert (web.kind, web.multiconnect, web.wacore_host) == (config.WEBAPP, False, "wacore")
+    ha = config.load({**IMAGE_BASE, "WA_IMAGE_KIND": "coreapp"})
+    assert ha.multiconnect and ha.single_master_ports == ()
 
 
 def test_host_name_and_ports_fall_back_as_the_real_client() -> None:
