@@ -56,6 +56,10 @@ def machine(host: str) -> str:
 
 
 @dataclass
+class LoginFailed(RuntimeError):
+    """A webapp refused the admin login (its answer is the message)."""
+
+
 class PlaybookRun:
     seconds: float
     changed: int
@@ -150,9 +154,20 @@ class Testbed:
         return [f"https://{addr}:9090" for addr in WEBAPPS.values()]
 
     def apis(self) -> Any:
-        """A client of every webapp (the drill's: a request fails only when every webapp fails it)."""
-        return self.probe.Apis([self.probe.Api(u, "admin", self.password, None, True, None, 5.0)
-                                for u in self.api_urls()])
+        """A client of every webapp (the drill's: a request fails only when every webapp fails
+        it). The drill's client logs in to each at once and ends with SystemExit when one
+        refuses; here a refusal is said, asked again twice a second apart, then LoginFailed
+        (an Exception, so that a round reports it instead of ending the campaign)."""
+        last = ""
+        for attempt in range(3):
+            try:
+                return self.probe.Apis([self.probe.Api(u, "admin", self.password, None, True, None, 5.0)
+                                        for u in self.api_urls()])
+            except SystemExit as exc:
+                last = str(exc)
+                say(f"login attempt {attempt + 1} of 3: {last}")
+                time.sleep(1)
+        raise LoginFailed(last)
 
     def probe_env(self) -> dict[str, str]:
         return {**_env(), "WABIZ_DRILL_PASSWORD": self.password}
@@ -216,7 +231,7 @@ class Testbed:
                 primary = any(health[n].get("role") == "primary_master" for n in up)
                 if status == 200 and primary and len(masters) >= 2 and len(cores) >= coreapps and owned and owned == shards:
                     return round(time.perf_counter() - t0, 2)
-            except SystemExit as exc:  # the probe's login raises SystemExit while webapps start
+            except LoginFailed as exc:  # while webapps start
                 last = str(exc)
                 apis = None
             time.sleep(1)

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from . import checker
-from .cluster import NODE_HOSTS, Testbed, machine, playbook, sh
+from .cluster import NODE_HOSTS, LoginFailed, Testbed, machine, playbook, sh
 from .common import distribution, pyplot, results_dir, save_figure, say, write_json
 from .nemesis import KINDS, Nemesis, Timers
 
@@ -70,7 +70,7 @@ def wait_serving(bed: Testbed, shards: int, timeout: float) -> float:
     while pending and time.time() - t0 < timeout:
         try:
             apis = apis or bed.apis()
-        except SystemExit:  # a webapp not answering the login yet
+        except LoginFailed:  # a webapp not answering the login yet
             time.sleep(0.5)
             continue
         for shard in sorted(pending):

@@ -16,6 +16,7 @@ import functools
 import json
 import math
 import os
+import select
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -126,6 +127,22 @@ class Storage(abc.ABC):
         """Whether ``exc`` says the connection itself is gone (the server restarted, or closed
         or killed the session), not that a statement failed."""
 
+    @abc.abstractmethod
+    def _fileno(self, conn: Any) -> int | None:
+        """The socket of a kept connection (None: the driver knows it is closed)."""
+
+    def _ended_by_server(self, conn: Any) -> bool:
+        """Whether the server has ended a kept connection while it sat idle: a server that
+        restarts, kills the session or closes it for idleness sends its goodbye (an error
+        packet, then end of file) unasked, so the socket is readable although no statement
+        is pending. One poll without waiting: no round trip, and a stalled server is not
+        mistaken for a gone one."""
+        try:
+            fd = self._fileno(conn)
+            return fd is None or bool(select.select([fd], [], [], 0)[0])
+        except (OSError, ValueError):
+            return True
+
     # -- connection handling -------------------------------------------------------------
     def q(self, name: str) -> str:
         return S.statement(self.engine, name)
@@ -136,6 +153,12 @@ class Storage(abc.ABC):
         if conn is not None and self.idle_timeout and time.monotonic() - last > self.idle_timeout * 0.9:
             # The server closes connections idle longer than WA_DB_CONNECTION_IDLE_TIMEOUT:
             # do not use one that may already be gone.
+            self._drop()
+            conn = None
+        elif conn is not None and self._ended_by_server(conn):
+            # Found by the fault campaign: after a database restart a rarely used thread's write
+            # (a login's token) went out on its dead connection and failed. Writes are not sent
+            # twice, so the connection is checked before it is used.
             self._drop()
             conn = None
         if conn is None:
@@ -513,6 +536,10 @@ class MySQLStorage(Storage):
         return isinstance(exc, pymysql.err.InterfaceError) or (
             isinstance(exc, pymysql.err.OperationalError) and bool(exc.args) and exc.args[0] in (2006, 2013, 2055))
 
+    def _fileno(self, conn: Any) -> int | None:
+        sock = getattr(conn, "_sock", None)  # PyMySQL keeps the socket there; None once closed
+        return sock.fileno() if sock is not None else None
+
 
 class PgStorage(Storage):
     engine = S.PGSQL
@@ -557,6 +584,9 @@ class PgStorage(Storage):
         code = getattr(exc, "pgcode", None) or ""
         return isinstance(exc, (psycopg2.OperationalError, psycopg2.InterfaceError)) and (
             not code or code.startswith("08") or code in ("57P01", "57P02", "57P03"))
+
+    def _fileno(self, conn: Any) -> int | None:
+        return None if conn.closed else conn.fileno()
 
 
 def make_storage(engine: str, host: str, port: int, user: str, password: str, database: str,
