@@ -55,11 +55,11 @@ def machine(host: str) -> str:
     return f"wabiz-tb-{TESTBED}-{host}"
 
 
-@dataclass
 class LoginFailed(RuntimeError):
     """A webapp refused the admin login (its answer is the message)."""
 
 
+@dataclass
 class PlaybookRun:
     seconds: float
     changed: int
