@@ -26,7 +26,9 @@ from ansible_collections.wabiz.cluster.plugins.module_utils._cluster_api import 
     render_table,
 )
 
-VALID_SHARD_COUNTS = (1, 2, 4, 8, 16, 32)  # the contract's shards values
+# The contract's shards values. cluster_schema holds the stand-in's copy (its image ships that
+# file alone); a unit test keeps the two equal.
+VALID_SHARD_COUNTS = (1, 2, 4, 8, 16, 32)
 MAX_SHARDS = max(VALID_SHARD_COUNTS)
 USABLE = ("connected", "connecting", "disconnected")  # a coreapp in these states can take a shard
 # /v1/health is rate-limited (10 calls a minute per webapp in the 2019 webapp): a wait reads it at most this often.

@@ -8,6 +8,7 @@ import json
 
 import pytest
 from ansible_collections.wabiz.cluster.plugins.module_utils import _shards as sh
+from ansible_collections.wabiz.cluster.plugins.module_utils import cluster_schema
 from ansible_collections.wabiz.cluster.plugins.module_utils._cluster_api import (
     parse_health,
     parse_shard_count,
@@ -99,6 +100,8 @@ def test_negative_min_spares_and_counts_outside_the_contract_are_refused():
         with pytest.raises(sh.Refused, match="shards must be one of 1, 2, 4, 8, 16, 32"):
             plan_of(cw.ha_cluster(), shards=shards)
     assert shard_table.VALID_SHARD_COUNTS == (1, 2, 4, 8, 16, 32)
+    # The stand-in's copy (its image ships cluster_schema alone) says the same.
+    assert cluster_schema.VALID_SHARD_COUNTS == sh.VALID_SHARD_COUNTS
 
 
 def test_table_lists_shards_and_spares():
