@@ -372,6 +372,35 @@ def test_database_stall_demotes_the_primary_before_its_lease_lapses_without_fail
         proxy.close()
 
 
+def test_a_primary_past_its_renew_deadline_hands_the_lease_back_when_the_database_answers(make_cluster, db_server) -> None:
+    """Found by the fault campaign (partition_primary_all for 15 s, renew deadline 20 s): the
+    primary's renew, in flight when the cut healed, timed out; it stepped down at its deadline,
+    and no master was primary until its lease lapsed, 10 s later. It now hands the lease back as
+    soon as the database answers, so that a master is primary within a cycle or two of the heal
+    instead of at the lapse (here 8 s after it)."""
+    proxy = StallProxy(db_server.host, db_server.port)
+    c = make_cluster(WA_LEASE_TTL_SECONDS="12", WA_LEASE_RENEW_DEADLINE_SECONDS="4")
+    try:
+        c.start_node("master", "master1", {"WA_DB_PORT": str(proxy.port)})
+        wait_for(lambda: c.primary_master() == "master1", 20, what="master1 primary")
+        c.start_node("master", "master2")
+        c.start_node("coreapp", "coreapp1")
+        wait_for(lambda: c.roles().get("master2") == "secondary_master", 20, what="master2 running")
+        proxy.paused.set()  # master1 alone loses the database
+        wait_for(lambda: c.roles(timeout=0.3).get("master1") == "secondary_master", 8, interval=0.1,
+                 what="master1 to step down at its renew deadline")
+        proxy.paused.clear()
+        healed = time.monotonic()
+        wait_for(c.primary_master, 10, interval=0.1, what="a primary after the heal")
+        back = time.monotonic() - healed
+        print(f"primary again {back:.2f}s after the heal ({c.primary_master()}); the lease would lapse about 8 s after it")
+        assert c.procs["master1"].state_lines("lease_released"), "master1 handed its lease back"
+        assert back < 3.0, "a master is primary well before the old lease would have lapsed"
+    finally:
+        proxy.paused.clear()
+        proxy.close()
+
+
 def _healed_old_owner_stays_replaced(c: Cluster, proxy: StallProxy, timeout: float) -> None:
     """The cut-off owner (coreapp1) gets its database back: it sees that it was replaced and
     demotes itself, and coreapp2 stays the one connected owner."""
